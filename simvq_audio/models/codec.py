@@ -1,0 +1,201 @@
+"""The SimVQ codec: SEANet encoder, projection, SimVQ bottleneck, SEANet decoder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
+from ..quantization.builder import QuantizerConfig, build_quantizer
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Everything needed to rebuild a codec; stored with its weights as ``config.json``."""
+
+    sample_rate: int = 24000
+    seanet: SEANetConfig = field(default_factory=SEANetConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    name: str = "simvq-codec"
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+
+
+@dataclass
+class CodecOutput:
+    """Result of ``SimVQCodec.forward``.
+
+    Attributes:
+        audio: ``[B, C, N]`` reconstruction, same length as the input.
+        codes: ``[B, n_q, T]`` with ``T = ceil(N / hop_length)``.
+        codebook_loss, commitment_loss: scalars (unweighted, see ``QuantizerOutput``).
+        quantizer_loss: scalar, ``codebook_loss + beta * commitment_loss``.
+        metrics: detached scalars from the quantizer (perplexity, usage).
+    """
+
+    audio: torch.Tensor
+    codes: torch.Tensor
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+    quantizer_loss: torch.Tensor
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class SimVQCodec(nn.Module):
+    """Neural audio codec with a SimVQ bottleneck.
+
+    ``encode(wav [B, C, N]) -> codes [B, n_q, ceil(N / hop)]`` and
+    ``decode(codes, length) -> wav [B, C, length]``; ``decode(encode(x), N)`` has exactly
+    ``N`` samples for any ``N >= 1``.
+    """
+
+    def __init__(self, config: CodecConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = SEANetEncoder(config.seanet)
+        self.decoder = SEANetDecoder(config.seanet)
+        latent, qdim = config.seanet.dimension, config.quantizer.dim
+        self.in_proj: nn.Module = nn.Conv1d(latent, qdim, 1) if latent != qdim else nn.Identity()
+        self.out_proj: nn.Module = nn.Conv1d(qdim, latent, 1) if latent != qdim else nn.Identity()
+        self.quantizer = build_quantizer(config.quantizer)
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.config.seanet.channels
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per frame."""
+        return self.config.seanet.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames (tokens per codebook) per second."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.quantizer.codebook_size
+
+    @property
+    def n_codebooks(self) -> int:
+        return self.config.quantizer.n_q
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second at full bitrate: ``n_codebooks * log2(codebook_size) * frame_rate``."""
+        return self.n_codebooks * math.log2(self.codebook_size) * self.frame_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def num_frames(self, n_samples: int) -> int:
+        """Frames for ``n_samples`` samples: ``ceil(n_samples / hop_length)``."""
+        return -(-int(n_samples) // self.hop_length)
+
+    @property
+    def model_id(self) -> str:
+        """Hash of the config and weights; see ``simvq_audio.models.pretrained.model_id``."""
+        from .pretrained import model_id
+
+        return model_id(self)
+
+    def save_pretrained(self, directory, dtype: torch.dtype | None = None) -> str:
+        """Write ``config.json`` + ``model.safetensors``; returns the model id of the stored weights."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, directory, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, directory="default", device: str | torch.device = "cpu") -> SimVQCodec:
+        """Load a model folder, or a built-in model by name (``"default"``), strictly and in eval mode."""
+        from .pretrained import load_pretrained
+
+        return load_pretrained(directory, device=device)
+
+    # -- checks --------------------------------------------------------------------------
+    def _check_audio(self, wav: torch.Tensor) -> None:
+        if not isinstance(wav, torch.Tensor) or wav.dim() != 3 or wav.shape[1] != self.channels:
+            shape = tuple(wav.shape) if isinstance(wav, torch.Tensor) else type(wav).__name__
+            raise ValueError(f"expected audio [B, {self.channels}, N], got {shape}")
+        if wav.shape[-1] < 1:
+            raise ValueError("audio must have at least one sample")
+        if not wav.is_floating_point():
+            raise ValueError(f"audio must be floating point, got {wav.dtype}")
+
+    def _frame_lengths(self, lengths: torch.Tensor | None, n: int, b: int) -> torch.Tensor | None:
+        if lengths is None:
+            return None
+        lengths = torch.as_tensor(lengths, dtype=torch.long, device="cpu")
+        if lengths.shape != (b,) or int(lengths.min()) < 1 or int(lengths.max()) > n:
+            raise ValueError(f"lengths must be [B] = [{b}] values in [1, {n}], got {lengths.tolist()}")
+        return lengths
+
+    # -- model -----------------------------------------------------------------------------
+    def _latents(self, wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        return self.in_proj(self.encoder(wav, lengths))
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None) -> CodecOutput:
+        """Reconstruct ``wav [B, C, N]``; ``lengths [B]`` (samples) marks padding in a batch."""
+        self._check_audio(wav)
+        n = wav.shape[-1]
+        lengths = self._frame_lengths(lengths, n, wav.shape[0])
+        z = self._latents(wav, lengths)
+        frames = None if lengths is None else torch.div(lengths + self.hop_length - 1, self.hop_length,
+                                                         rounding_mode="floor")
+        mask = None
+        if frames is not None:
+            mask = torch.arange(z.shape[-1])[None, :] < frames[:, None]
+            mask = mask.to(z.device)
+        q = self.quantizer(z, mask=mask, n_q=n_q)
+        audio = self.decoder(self.out_proj(q.quantized), frames)[..., :n]
+        return CodecOutput(
+            audio=audio,
+            codes=q.codes,
+            codebook_loss=q.codebook_loss,
+            commitment_loss=q.commitment_loss,
+            quantizer_loss=q.loss,
+            metrics=q.metrics,
+        )
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None) -> torch.Tensor:
+        """Audio ``[B, C, N]`` -> codes ``[B, n_q, ceil(N / hop)]`` (int64).
+
+        With ``lengths [B]`` (valid samples per item of a zero-padded batch), item ``b``'s
+        codes are ``codes[b, :, :ceil(lengths[b] / hop)]`` and equal those of the item
+        encoded alone; later frames are undefined.
+        """
+        self._check_audio(wav)
+        lengths = self._frame_lengths(lengths, wav.shape[-1], wav.shape[0])
+        return self.quantizer.encode(self._latents(wav, lengths), n_q=n_q)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, length: int | None = None,
+               frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes ``[B, n, T]`` -> audio ``[B, C, length]`` (default ``T * hop_length`` samples).
+
+        ``frame_lengths [B]`` marks valid frames per item of a padded batch, so each item
+        decodes as it would alone.
+        """
+        if codes.dim() != 3:
+            raise ValueError(f"expected codes [B, n_q, T], got {tuple(codes.shape)}")
+        t = codes.shape[-1]
+        if length is not None and not 1 <= length <= t * self.hop_length:
+            raise ValueError(f"length must be in [1, {t * self.hop_length}] for {t} frames, got {length}")
+        if frame_lengths is not None:
+            frame_lengths = torch.as_tensor(frame_lengths, dtype=torch.long, device="cpu")
+        z = self.out_proj(self.quantizer.decode(codes.to(self.device)))
+        audio = self.decoder(z, frame_lengths)
+        return audio if length is None else audio[..., :length]

@@ -1,0 +1,146 @@
+"""Weights that travel with their config: ``config.json`` + ``model.safetensors``.
+
+``config.json`` holds the format name and version, the codec config, the storage dtype
+and the model id; ``model.safetensors`` holds the weights (no pickle). Loading is
+strict: an unknown format, a config key the code does not know, a missing or extra
+tensor, or weights that do not hash to the stored model id are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..configs import ConfigError, from_dict, to_dict
+from ..errors import SimVQError
+from .codec import CodecConfig, SimVQCodec
+
+FORMAT_NAME = "simvq-audio-codec"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+BUILTIN_MODELS = ("default",)
+
+
+class ModelLoadError(SimVQError, RuntimeError):
+    """A model directory cannot be loaded; the message names the path and the problem."""
+
+
+def builtin_model_dir(name: str) -> Path:
+    """Folder of a model shipped inside the package (``simvq_audio/pretrained/NAME``)."""
+    return Path(str(resources.files("simvq_audio") / "pretrained" / name))
+
+
+def resolve_model_dir(path_or_name: str | os.PathLike) -> Path:
+    """A model folder from a path, or from the name of a built-in model such as ``"default"``."""
+    text = os.fspath(path_or_name)
+    if text in BUILTIN_MODELS and not Path(text).exists():
+        return builtin_model_dir(text)
+    return Path(text)
+
+
+def _canonical_config(config: CodecConfig) -> str:
+    return json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+
+
+def model_id(model: SimVQCodec) -> str:
+    """16 hex digits of SHA-256 over the canonical config and every tensor (as float32 for floats)."""
+    h = hashlib.sha256(_canonical_config(model.config).encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu()
+        if t.is_floating_point():
+            t = t.float()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_pretrained(model: SimVQCodec, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> str:
+    """Write ``config.json`` and ``model.safetensors`` to ``directory``; returns the model id.
+
+    ``dtype=torch.float16`` stores floating weights in half precision (the frozen SimVQ
+    codebook is never stored: it is rebuilt from its seed). The returned id is that of
+    the weights as stored, i.e. of the model that ``load_pretrained`` returns.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for key, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        tensors[key] = t.clone()
+    stored = SimVQCodec(model.config)
+    stored.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    mid = model_id(stored)
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model_id": mid,
+        "dtype": str(dtype or torch.float32).replace("torch.", ""),
+        "config": to_dict(model.config),
+    }
+    tmp = directory / f".{WEIGHTS_NAME}.tmp-{os.getpid()}"
+    save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME, "model_id": mid})
+    os.replace(tmp, directory / WEIGHTS_NAME)
+    _atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+    return mid
+
+
+def read_model_meta(directory: str | os.PathLike) -> dict:
+    """The parsed ``config.json`` of a model folder (format checked, weights not loaded)."""
+    directory = resolve_model_dir(directory)
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise ModelLoadError(f"{directory}: not a model folder (no {CONFIG_NAME})")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: unreadable model config ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ModelLoadError(f"{path}: not a simvq-audio model config (format {meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(
+            f"{path}: model format version {meta.get('format_version')} is not supported (this build reads {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> SimVQCodec:
+    """Load a model folder (or built-in name) strictly, in eval mode, float32, on ``device``."""
+    directory = resolve_model_dir(directory)
+    meta = read_model_meta(directory)
+    try:
+        config = from_dict(CodecConfig, meta["config"], "config")
+    except (ConfigError, KeyError) as exc:
+        raise ModelLoadError(f"{directory / CONFIG_NAME}: {exc}") from exc
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelLoadError(f"{directory}: missing {WEIGHTS_NAME}")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ModelLoadError(f"{weights}: unreadable weights ({exc})") from exc
+    model = SimVQCodec(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"{weights}: weights do not match the config: {exc}") from exc
+    expected = meta.get("model_id")
+    actual = model_id(model)
+    if expected is not None and expected != actual:
+        raise ModelLoadError(f"{weights}: weights hash to model id {actual}, config.json says {expected} (corrupt or mixed files)")
+    return model.to(device).eval()

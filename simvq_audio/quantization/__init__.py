@@ -1,0 +1,24 @@
+"""Vector quantizers: SimVQ, its residual stack, and plain/EMA VQ baselines."""
+
+from .base import CodebookQuantizer, QuantizerOutput, code_metrics
+from .builder import QuantizerConfig, build_quantizer, build_stage
+from .residual import ResidualQuantizer
+from .search import nearest_codes
+from .simvq import CodebookMismatchError, SimVQ, frozen_codebook
+from .vq import EMAVectorQuantizer, VectorQuantizer
+
+__all__ = [
+    "CodebookMismatchError",
+    "CodebookQuantizer",
+    "EMAVectorQuantizer",
+    "QuantizerConfig",
+    "QuantizerOutput",
+    "ResidualQuantizer",
+    "SimVQ",
+    "VectorQuantizer",
+    "build_quantizer",
+    "build_stage",
+    "code_metrics",
+    "frozen_codebook",
+    "nearest_codes",
+]

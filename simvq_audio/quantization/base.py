@@ -1,0 +1,127 @@
+"""What every quantizer returns, and the shared forward pass of codebook quantizers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .search import DEFAULT_MAX_BLOCK_ELEMENTS, nearest_codes
+
+
+@dataclass
+class QuantizerOutput:
+    """Result of a quantizer's forward pass.
+
+    Attributes:
+        quantized: ``[B, d, T]`` quantized latents with a straight-through gradient to the input.
+        codes: ``[B, T]`` for a single codebook, ``[B, n_q, T]`` for a residual quantizer (int64).
+        codebook_loss: scalar, mean of ``||sg(z) - q||^2`` (moves the codebook towards the latents).
+        commitment_loss: scalar, mean of ``||z - sg(q)||^2`` (unweighted; see ``loss`` for beta).
+        loss: scalar, ``codebook_loss + beta * commitment_loss``.
+        metrics: detached scalars: ``perplexity``, ``usage`` (fraction of the codebook used in the batch).
+    """
+
+    quantized: torch.Tensor
+    codes: torch.Tensor
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def code_metrics(codes: torch.Tensor, codebook_size: int) -> dict[str, torch.Tensor]:
+    """Perplexity and used fraction of a flat tensor of codes."""
+    counts = torch.bincount(codes.reshape(-1), minlength=codebook_size).float()
+    total = counts.sum().clamp(min=1.0)
+    probs = counts / total
+    entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum()
+    return {"perplexity": entropy.exp(), "usage": (counts > 0).float().mean()}
+
+
+def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error over ``[B, d, T]``, counting only frames where ``mask [B, T]`` is true."""
+    if mask is None:
+        return F.mse_loss(a, b)
+    m = mask.unsqueeze(1).to(a.dtype)
+    denom = (m.sum() * a.shape[1]).clamp(min=1.0)
+    return ((a - b).pow(2) * m).sum() / denom
+
+
+class CodebookQuantizer(nn.Module):
+    """A single codebook of ``codebook_size`` vectors of size ``dim``.
+
+    Subclasses define ``codebook()`` (the effective ``[K, d]`` codebook used for the
+    search) and ``lookup(codes)`` (the differentiable code vectors for ``codes``).
+    Inputs are ``[B, d, T]``, channels first, as the encoder produces them.
+    """
+
+    def __init__(self, dim: int, codebook_size: int, beta: float = 0.25,
+                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS):
+        super().__init__()
+        if dim < 1 or codebook_size < 2:
+            raise ValueError(f"need dim >= 1 and codebook_size >= 2, got {dim} and {codebook_size}")
+        self.dim = dim
+        self.codebook_size = codebook_size
+        self.beta = beta
+        self.max_block_elements = max_block_elements
+
+    # -- to be defined by subclasses -------------------------------------------------
+    def codebook(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """Code vectors ``[..., d]`` for integer ``codes [...]``."""
+        raise NotImplementedError
+
+    def update_codebook(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
+        """Hook for non-gradient codebook updates (EMA); called in training only."""
+
+    # -- shared ------------------------------------------------------------------------
+    def _check(self, z: torch.Tensor) -> None:
+        if z.dim() != 3 or z.shape[1] != self.dim:
+            raise ValueError(f"expected latents [B, {self.dim}, T], got {tuple(z.shape)}")
+
+    @torch.no_grad()
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, d, T]`` -> codes ``[B, T]`` (int64)."""
+        self._check(z)
+        b, d, t = z.shape
+        flat = z.transpose(1, 2).reshape(-1, d)
+        return nearest_codes(flat, self.codebook(), self.max_block_elements).view(b, t)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, T]`` -> quantized latents ``[B, d, T]``."""
+        if codes.dim() != 2:
+            raise ValueError(f"expected codes [B, T], got {tuple(codes.shape)}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"codes must lie in [0, {self.codebook_size})")
+        return self.lookup(codes.long()).transpose(1, 2)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> QuantizerOutput:
+        """Quantize latents ``[B, d, T]``; ``mask [B, T]`` (true = real frame) limits losses and metrics."""
+        self._check(z)
+        b, d, t = z.shape
+        flat = z.transpose(1, 2).reshape(-1, d)
+        codes_flat = nearest_codes(flat, self.codebook(), self.max_block_elements)
+        if self.training:
+            valid = flat if mask is None else flat[mask.reshape(-1)]
+            valid_codes = codes_flat if mask is None else codes_flat[mask.reshape(-1)]
+            self.update_codebook(valid, valid_codes)
+        codes = codes_flat.view(b, t)
+        q = self.lookup(codes).transpose(1, 2).to(z.dtype)
+        codebook_loss = _masked_mse(q, z.detach(), mask)
+        commitment_loss = _masked_mse(z, q.detach(), mask)
+        quantized = z + (q - z).detach()
+        used = codes if mask is None else codes[mask]
+        metrics = {k: v.detach() for k, v in code_metrics(used, self.codebook_size).items()}
+        return QuantizerOutput(
+            quantized=quantized,
+            codes=codes,
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+            loss=codebook_loss + self.beta * commitment_loss,
+            metrics=metrics,
+        )

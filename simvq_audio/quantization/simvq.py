@@ -1,0 +1,128 @@
+"""SimVQ: a frozen random codebook reparameterised by one learned linear map.
+
+Zhu et al., "Addressing Representation Collapse in Vector Quantized Models with One
+Linear Layer" (arXiv 2411.02038). Plain VQ only moves the code vectors that were
+selected, so most of a large codebook dies. SimVQ keeps a frozen Gaussian codebook
+``C [K, d]`` and learns ``W``; the codebook in use is ``W(C) = C W^T + b``. Every
+gradient step on ``W`` moves the whole codebook, so all codes stay reachable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import SimVQError
+from .base import CodebookQuantizer
+from .search import DEFAULT_MAX_BLOCK_ELEMENTS
+
+
+def frozen_codebook(codebook_size: int, dim: int, seed: int) -> torch.Tensor:
+    """The frozen Gaussian codebook ``[K, d]`` (std ``d ** -0.5``), derived from ``seed`` alone."""
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.randn(codebook_size, dim, generator=generator, dtype=torch.float32) * dim**-0.5
+
+
+def fingerprint(codebook: torch.Tensor) -> torch.Tensor:
+    """SHA-256 of the codebook's float32 little-endian bytes, as a ``[32]`` uint8 tensor."""
+    data = codebook.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes()
+    return torch.frombuffer(bytearray(hashlib.sha256(data).digest()), dtype=torch.uint8).clone()
+
+
+class CodebookMismatchError(SimVQError, ValueError):
+    """A checkpoint's frozen codebook differs from the one rebuilt from its seed."""
+
+
+class SimVQ(CodebookQuantizer):
+    """SimVQ quantizer over latents ``[B, dim, T]``.
+
+    Args:
+        dim: latent size ``d``.
+        codebook_size: number of codes ``K``.
+        bias: whether the linear map ``W`` has a bias (the paper's default: yes).
+        train_codebook: also learn ``C`` (then ``C`` is stored in checkpoints).
+        seed: seed of the frozen codebook; checkpoints store a fingerprint of ``C``, not ``C``.
+        beta: weight of the commitment term in ``QuantizerOutput.loss``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        codebook_size: int,
+        bias: bool = True,
+        train_codebook: bool = False,
+        seed: int = 0,
+        beta: float = 0.25,
+        max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS,
+    ):
+        super().__init__(dim, codebook_size, beta, max_block_elements)
+        self.seed = int(seed)
+        self.train_codebook = train_codebook
+        base = frozen_codebook(codebook_size, dim, seed)
+        if train_codebook:
+            self.base_codebook = nn.Parameter(base)
+        else:
+            self.register_buffer("base_codebook", base, persistent=False)
+        self.register_buffer("codebook_fingerprint", fingerprint(base))
+        self.proj = nn.Linear(dim, dim, bias=bias)
+        self._cache: torch.Tensor | None = None
+        self._cache_key: tuple | None = None
+
+    def _key(self) -> tuple:
+        params = [self.proj.weight, self.base_codebook] + ([self.proj.bias] if self.proj.bias is not None else [])
+        return tuple((p._version, p.data_ptr(), p.device, p.dtype) for p in params)
+
+    def codebook(self) -> torch.Tensor:
+        """The effective codebook ``W(C)``, ``[K, d]`` in float32, without gradient.
+
+        In eval mode it is cached, and recomputed whenever ``W`` or ``C`` change
+        (in-place optimiser steps and ``load_state_dict`` bump the tensors' versions).
+        """
+        if self.training:
+            self._cache = None
+            return self._project_all()
+        key = self._key()
+        if self._cache is None or self._cache_key != key:
+            self._cache = self._project_all()
+            self._cache_key = key
+        return self._cache
+
+    @torch.no_grad()
+    def _project_all(self) -> torch.Tensor:
+        with torch.autocast(device_type=self.base_codebook.device.type, enabled=False):
+            w = self.proj.weight.float()
+            b = None if self.proj.bias is None else self.proj.bias.float()
+            return F.linear(self.base_codebook.float(), w, b)
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        if not self.training and not torch.is_grad_enabled():
+            return self.codebook()[codes]
+        # Project only the selected rows: gradient reaches W (and C if trained) without
+        # materialising a K x d graph.
+        with torch.autocast(device_type=codes.device.type, enabled=False):
+            b = None if self.proj.bias is None else self.proj.bias.float()
+            return F.linear(self.base_codebook[codes].float(), self.proj.weight.float(), b)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        key = prefix + "codebook_fingerprint"
+        if key in state_dict and not self.train_codebook:
+            stored = state_dict[key].to(torch.uint8).cpu()
+            if not torch.equal(stored, self.codebook_fingerprint.cpu()):
+                raise CodebookMismatchError(
+                    f"frozen codebook fingerprint mismatch at {prefix or 'quantizer'}: the checkpoint was made with "
+                    f"another codebook (seed, size or torch's random generator differ); this build uses seed "
+                    f"{self.seed}, K={self.codebook_size}, d={self.dim}"
+                )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if self.train_codebook:
+            with torch.no_grad():
+                self.codebook_fingerprint.copy_(fingerprint(self.base_codebook))
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, codebook_size={self.codebook_size}, seed={self.seed}, train_codebook={self.train_codebook}"
