@@ -72,8 +72,6 @@ def build_discriminator(cfg: DiscriminatorConfig) -> CombinedDiscriminator:
         members.append(MultiPeriodDiscriminator(cfg.periods, channels=cfg.mpd_channels))
     if cfg.use_stft:
         members.append(
-            MultiScaleSTFTDiscriminator(
-                cfg.stft_filters, cfg.stft_n_ffts, cfg.stft_hop_lengths, cfg.stft_win_lengths
-            )
+            MultiScaleSTFTDiscriminator(cfg.stft_filters, cfg.stft_n_ffts, cfg.stft_hop_lengths, cfg.stft_win_lengths)
         )
     return CombinedDiscriminator(members)

@@ -50,7 +50,7 @@ class PeriodDiscriminator(nn.Module):
         pad = (kernel_size - 1) // 2
         layers = []
         in_ch = 1
-        for width, s in zip(widths, strides):
+        for width, s in zip(widths, strides, strict=True):
             conv = nn.Conv2d(in_ch, width, (kernel_size, 1), (s, 1), padding=(pad, 0))
             layers.append(parametrizations.weight_norm(conv))
             in_ch = width

@@ -121,7 +121,7 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             )
         self.discriminators = nn.ModuleList(
             STFTDiscriminator(filters, n_fft=n, hop_length=h, win_length=w, **kwargs)
-            for n, h, w in zip(n_ffts, hop_lengths, win_lengths)
+            for n, h, w in zip(n_ffts, hop_lengths, win_lengths, strict=True)
         )
 
     def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
