@@ -1,0 +1,31 @@
+"""Audio input/output: reading, converting (downmix, resample) and writing audio files."""
+
+from .io import (
+    AUDIO_EXTENSIONS,
+    AudioInfo,
+    LoadedAudio,
+    StreamResampler,
+    audio_duration,
+    find_audio_files,
+    iter_audio_blocks,
+    load_audio,
+    read_audio_info,
+    resample,
+    to_model_format,
+    write_audio,
+)
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioInfo",
+    "LoadedAudio",
+    "StreamResampler",
+    "audio_duration",
+    "find_audio_files",
+    "iter_audio_blocks",
+    "load_audio",
+    "read_audio_info",
+    "resample",
+    "to_model_format",
+    "write_audio",
+]
