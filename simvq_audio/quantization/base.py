@@ -50,6 +50,19 @@ def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> 
     return ((a - b).pow(2) * m).sum() / denom
 
 
+def check_mask(mask: torch.Tensor | None, b: int, t: int) -> torch.Tensor | None:
+    """``mask [B, T]`` as bool (true = real frame); an integer 0/1 mask would otherwise index rows."""
+    if mask is None:
+        return None
+    if mask.shape != (b, t):
+        raise ValueError(f"expected mask [B, T] = [{b}, {t}], got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        if mask.is_floating_point() or mask.is_complex() or ((mask != 0) & (mask != 1)).any():
+            raise ValueError(f"mask must be bool (or integer 0/1), got {mask.dtype}")
+        mask = mask.bool()
+    return mask
+
+
 class CodebookQuantizer(nn.Module):
     """A single codebook of ``codebook_size`` vectors of size ``dim``.
 
@@ -96,22 +109,28 @@ class CodebookQuantizer(nn.Module):
         """Codes ``[B, T]`` -> quantized latents ``[B, d, T]``."""
         if codes.dim() != 2:
             raise ValueError(f"expected codes [B, T], got {tuple(codes.shape)}")
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise ValueError(f"codes must be integers, got {codes.dtype}")
+        codes = codes.long()
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
             raise ValueError(f"codes must lie in [0, {self.codebook_size})")
-        return self.lookup(codes.long()).transpose(1, 2)
+        return self.lookup(codes).transpose(1, 2)
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> QuantizerOutput:
         """Quantize latents ``[B, d, T]``; ``mask [B, T]`` (true = real frame) limits losses and metrics."""
         self._check(z)
         b, d, t = z.shape
         flat = z.transpose(1, 2).reshape(-1, d)
+        mask = check_mask(mask, b, t)
         codes_flat = nearest_codes(flat, self.codebook(), self.max_block_elements)
+        codes = codes_flat.view(b, t)
+        # Look up before any EMA update so the output uses the codebook the search saw
+        # (then forward agrees with decode(encode(z)) taken just before it).
+        q = self.lookup(codes).transpose(1, 2).to(z.dtype)
         if self.training:
             valid = flat if mask is None else flat[mask.reshape(-1)]
             valid_codes = codes_flat if mask is None else codes_flat[mask.reshape(-1)]
             self.update_codebook(valid, valid_codes)
-        codes = codes_flat.view(b, t)
-        q = self.lookup(codes).transpose(1, 2).to(z.dtype)
         codebook_loss = _masked_mse(q, z.detach(), mask)
         commitment_loss = _masked_mse(z, q.detach(), mask)
         quantized = z + (q - z).detach()

@@ -27,6 +27,10 @@ def nearest_codes(
     """
     if x.dim() != 2 or codebook.dim() != 2 or x.shape[1] != codebook.shape[1]:
         raise ValueError(f"expected x [N, d] and codebook [K, d], got {tuple(x.shape)} and {tuple(codebook.shape)}")
+    if codebook.shape[0] < 1:
+        raise ValueError("the codebook is empty")
+    if max_block_elements < 1:
+        raise ValueError(f"max_block_elements must be >= 1, got {max_block_elements}")
     with torch.autocast(device_type=x.device.type, enabled=False), torch.no_grad():
         x = x.detach().float()
         codebook = codebook.detach().float()
@@ -34,7 +38,8 @@ def nearest_codes(
         codes = torch.empty(n, dtype=torch.long, device=x.device)
         if n == 0:
             return codes
-        k_chunk = min(k, MAX_CODEBOOK_CHUNK)
+        # Bound K chunks by the block size too, so a block never exceeds max_block_elements.
+        k_chunk = max(1, min(k, MAX_CODEBOOK_CHUNK, max_block_elements))
         n_chunk = max(1, max_block_elements // k_chunk)
         cb_sq = codebook.pow(2).sum(dim=1)
         for n0 in range(0, n, n_chunk):
