@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import CodebookQuantizer, QuantizerOutput
+from .base import CodebookQuantizer, QuantizerOutput, check_mask
+from .simvq import SimVQ
 
 
 class ResidualQuantizer(nn.Module):
@@ -15,7 +16,9 @@ class ResidualQuantizer(nn.Module):
 
     Codes are ``[B, n_q, T]``. With ``quantizer_dropout > 0``, that fraction of the
     examples in a training batch uses only the first ``n`` stages (``n`` uniform in
-    ``1..n_q``), so one model serves several bitrates (SoundStream, DAC).
+    ``1..n_q``), so one model serves several bitrates (SoundStream, DAC). A stage's
+    losses, metrics and EMA updates count only the examples that use it; its codes are
+    still returned for every example (they equal what ``encode`` gives).
     """
 
     def __init__(self, stages: Sequence[CodebookQuantizer], quantizer_dropout: float = 0.0):
@@ -47,9 +50,13 @@ class ResidualQuantizer(nn.Module):
                 generator: torch.Generator | None = None) -> QuantizerOutput:
         """Quantize ``z [B, d, T]`` with the first ``n_q`` stages (all by default)."""
         n = self._n_q(n_q)
-        b = z.shape[0]
+        if z.dim() != 3 or z.shape[1] != self.dim:
+            raise ValueError(f"expected latents [B, {self.dim}, T], got {tuple(z.shape)}")
+        b, _, t = z.shape
+        mask = check_mask(mask, b, t)
         active = torch.full((b,), n, device=z.device)
-        if self.training and self.quantizer_dropout > 0 and n > 1:
+        dropout = self.training and self.quantizer_dropout > 0 and n > 1
+        if dropout:
             drop = torch.rand(b, generator=generator).to(z.device) < self.quantizer_dropout
             sampled = torch.randint(1, n + 1, (b,), generator=generator).to(z.device)
             active = torch.where(drop, sampled, active)
@@ -58,9 +65,14 @@ class ResidualQuantizer(nn.Module):
         codes, cb_losses, cm_losses, losses = [], [], [], []
         metrics: dict[str, torch.Tensor] = {}
         for i, stage in enumerate(self.stages[:n]):
-            keep = (active > i).to(z.dtype).view(b, 1, 1)
-            out = stage(residual, mask=mask)
-            quantized = quantized + out.quantized * keep
+            on = active > i
+            keep = on.to(z.dtype).view(b, 1, 1)
+            stage_mask = mask
+            if dropout:
+                # Examples that dropped this stage must not train it (nor the encoder through it).
+                stage_mask = on[:, None].expand(b, t) if mask is None else mask & on[:, None]
+            out = stage(residual, mask=stage_mask)
+            quantized = quantized + out.quantized.detach() * keep
             residual = residual - out.quantized.detach()
             codes.append(out.codes)
             cb_losses.append(out.codebook_loss)
@@ -68,6 +80,9 @@ class ResidualQuantizer(nn.Module):
             losses.append(out.loss)
             for key, value in out.metrics.items():
                 metrics[f"{key}" if self.n_q == 1 else f"{key}/q{i}"] = value
+        # One straight-through estimator for the sum: with one per stage the gradient to z
+        # would be n_q times the identity (each stage's residual carries z's gradient).
+        quantized = z + (quantized - z).detach()
         return QuantizerOutput(
             quantized=quantized,
             codes=torch.stack(codes, dim=1),
@@ -99,3 +114,20 @@ class ResidualQuantizer(nn.Module):
             q = stage.decode(codes[:, i])
             out = q if out is None else out + q
         return out
+
+
+class ResidualSimVQ(ResidualQuantizer):
+    """``n_q`` SimVQ stages; stage ``i`` draws its frozen codebook from seed ``seed + i``.
+
+    Same interface as ``ResidualQuantizer``: ``forward(z [B, d, T]) -> QuantizerOutput`` with
+    codes ``[B, n_q, T]``, ``encode(z) -> [B, n_q, T]``, ``decode(codes [B, n, T]) -> [B, d, T]``.
+    """
+
+    def __init__(self, dim: int, codebook_size: int, n_q: int, quantizer_dropout: float = 0.0, bias: bool = True,
+                 train_codebook: bool = False, seed: int = 0, beta: float = 0.25):
+        if n_q < 1:
+            raise ValueError(f"n_q must be >= 1, got {n_q}")
+        stages = [SimVQ(dim, codebook_size, bias=bias, train_codebook=train_codebook, seed=seed + i, beta=beta)
+                  for i in range(n_q)]
+        super().__init__(stages, quantizer_dropout)
+        self.seed = int(seed)
