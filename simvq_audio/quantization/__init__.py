@@ -1,19 +1,22 @@
-"""Vector quantizers: SimVQ, its residual stack, and plain/EMA VQ baselines."""
+"""Vector quantizers: SimVQ, its residual stack, plain/EMA VQ baselines, and a usage tracker."""
 
 from .base import CodebookQuantizer, QuantizerOutput, code_metrics
 from .builder import QuantizerConfig, build_quantizer, build_stage
-from .residual import ResidualQuantizer
+from .residual import ResidualQuantizer, ResidualSimVQ
 from .search import nearest_codes
 from .simvq import CodebookMismatchError, SimVQ, frozen_codebook
+from .tracker import CodeUsageTracker
 from .vq import EMAVectorQuantizer, VectorQuantizer
 
 __all__ = [
+    "CodeUsageTracker",
     "CodebookMismatchError",
     "CodebookQuantizer",
     "EMAVectorQuantizer",
     "QuantizerConfig",
     "QuantizerOutput",
     "ResidualQuantizer",
+    "ResidualSimVQ",
     "SimVQ",
     "VectorQuantizer",
     "build_quantizer",
