@@ -1,0 +1,79 @@
+"""``simvq-audio export-dataset INPUT -o DIR``: a corpus as sharded token files for speech LMs.
+
+Several processes/GPUs: ``accelerate launch [--num_processes N] -m simvq_audio.export INPUT -o DIR``
+(or this command under ``accelerate launch``); each process encodes every N-th shard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = "Export a corpus (manifest or folder) as sharded, memory-mappable token files for speech LMs."
+
+DEFAULT_SHARD_SIZE = 1000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="manifest (.jsonl) or folder of audio files")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="corpus folder (created; rerun to resume)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--shard-size", type=int, default=None,
+                       help=f"utterances per shard (default {DEFAULT_SHARD_SIZE})")
+    group.add_argument("--shard-frames", type=int, default=None,
+                       help="about this many frames per shard instead (estimated from durations)")
+    parser.add_argument("--model", default="default", help="model folder or built-in name (default: default)")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:N or auto (default); under multi-process accelerate, auto = this process's GPU")
+    parser.add_argument("--batch-size", type=int, default=8, help="files encoded together (default 8)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _distributed_state():
+    """An ``accelerate.PartialState`` when started by a multi-process launcher, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import SimVQError
+    from ..export.exporter import export_corpus
+    from ..export.plan import ModelInfo, list_inputs, plan_shards
+    from ..tokenizer import Tokenizer
+
+    if args.batch_size < 1:
+        raise SimVQError(f"--batch-size must be at least 1, got {args.batch_size}")
+    state = _distributed_state()
+    device = args.device
+    if state is not None and device == "auto":
+        device = state.device
+    is_main = state is None or state.is_main_process
+
+    tokenizer = Tokenizer.from_pretrained(args.model, device=device)
+    entries, root = list_inputs(args.input, with_durations=args.shard_frames is not None)
+    shard_size = None if args.shard_frames is not None else (args.shard_size or DEFAULT_SHARD_SIZE)
+    plan = plan_shards(entries, ModelInfo.from_tokenizer(tokenizer), root,
+                       shard_size=shard_size, shard_frames=args.shard_frames)
+
+    def on_failure(entry, message: str) -> None:
+        where = "" if entry.source in message or str(entry.path) in message else f"{entry.source}: "
+        print(f"simvq-audio export-dataset: skipped {where}{message}", file=sys.stderr)
+
+    report, meta = export_corpus(tokenizer, plan, args.output, state=state, batch_size=args.batch_size,
+                                 on_failure=on_failure, progress=is_main and not args.quiet)
+    if meta is None:  # not the main process: only answer for our own shards
+        return 1 if report.failures else 0
+    hours = f"{meta.duration / 3600:.2f} h" if meta.duration >= 360 else f"{meta.duration:.1f} s"
+    print(f"{args.output}: {meta.n_utterances} utterances, {meta.n_frames} frames ({hours}) "
+          f"in {len(meta.shards)} shards; {len(report.encoded)} shards encoded, {len(report.skipped)} already done "
+          f"(this process)")
+    if meta.n_failed:
+        print(f"simvq-audio export-dataset: {meta.n_failed} files failed; listed in {args.output / 'failures.jsonl'}",
+              file=sys.stderr)
+        return 1
+    return 0
