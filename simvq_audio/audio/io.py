@@ -100,10 +100,13 @@ def _check_input_path(path: Path) -> None:
         raise AudioError(f"{path}: is a directory, not an audio file")
 
 
-def _sf_problem(err: Exception) -> str:
+def _read_problem(path: Path, err: Exception) -> str:
     # LibsndfileError.error_string is libsndfile's own text without the "Error opening 'PATH':" prefix.
-    text = getattr(err, "error_string", None) or str(err)
-    return f"cannot read audio ({text.strip().rstrip('.')})"
+    text = (getattr(err, "error_string", None) or str(err)).strip().rstrip(".")
+    hint = ""
+    if path.suffix.lower() not in AUDIO_EXTENSIONS:
+        hint = f"; readable formats: {', '.join(AUDIO_EXTENSIONS)}; convert others first, e.g. with ffmpeg"
+    return f"cannot read audio ({text}){hint}"
 
 
 def _check_finite(path: Path | str, data: np.ndarray) -> None:
@@ -202,7 +205,7 @@ def read_audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, RuntimeError) as err:
-        raise AudioError(f"{path}: {_sf_problem(err)}") from err
+        raise AudioError(f"{path}: {_read_problem(path, err)}") from err
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioError(f"{path}: invalid header ({info.samplerate} Hz, {info.channels} channels)")
     return AudioInfo(
@@ -235,7 +238,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None, channels
             rate, n_channels = int(f.samplerate), int(f.channels)
             data = f.read(dtype="float32", always_2d=True)  # [N, C]
     except (sf.SoundFileError, RuntimeError) as err:
-        raise AudioError(f"{path}: {_sf_problem(err)}") from err
+        raise AudioError(f"{path}: {_read_problem(path, err)}") from err
     n_samples = data.shape[0]
     if n_samples == 0:
         raise AudioError(f"{path}: contains no samples (empty audio)")
@@ -284,11 +287,11 @@ def iter_audio_blocks(
                     break
                 first = False
                 yield np.ascontiguousarray(_convert_channels(block.T, channels))
-                if block.shape[0] <= block_samples:
-                    break  # the next block would start at or after the end of the file
+                if block.shape[0] < span and block.shape[0] <= block_samples:
+                    break  # end of file reached, and the next block would start at or after it
                 carry = block[block_samples:]
     except (sf.SoundFileError, RuntimeError) as err:
-        raise AudioError(f"{path}: {_sf_problem(err)}") from err
+        raise AudioError(f"{path}: {_read_problem(path, err)}") from err
 
 
 class StreamResampler:
