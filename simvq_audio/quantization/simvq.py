@@ -113,7 +113,7 @@ class SimVQ(CodebookQuantizer):
             stored = state_dict[key].to(torch.uint8).cpu()
             if not torch.equal(stored, self.codebook_fingerprint.cpu()):
                 raise CodebookMismatchError(
-                    f"frozen codebook fingerprint mismatch at {prefix or 'quantizer'}: the checkpoint was made with "
+                    f"frozen codebook fingerprint mismatch at {prefix.rstrip('.') or 'quantizer'}: the checkpoint was made with "
                     f"another codebook (seed, size or torch's random generator differ); this build uses seed "
                     f"{self.seed}, K={self.codebook_size}, d={self.dim}"
                 )
