@@ -107,6 +107,9 @@ def test_read_manifest_extra_keys_relative_paths_and_errors(tmp_path: Path) -> N
     m.write_text(json.dumps(line) + "\n\n")
     (entry,) = read_manifest(m)
     assert entry.path == m.parent.absolute() / "train" / "x.flac" and entry.speaker == "S1" and entry.split is None
+    m.write_text(json.dumps({**line, "sample_rate": 16000.0, "speaker": 7, "path": "/abs/y.wav"}) + "\n")
+    (entry,) = read_manifest(m)
+    assert (entry.sample_rate, entry.speaker, entry.path) == (16000, "7", Path("/abs/y.wav"))
     for bad, message in [("{oops", "invalid JSON"), ('{"duration": 1}', "path"), ('{"path": "a", "duration": -1}', "duration"),
                          ("[1]", "JSON object")]:
         m.write_text(json.dumps(line) + "\n" + bad + "\n")

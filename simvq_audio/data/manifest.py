@@ -78,6 +78,8 @@ def parse_manifest_line(line: str, base: Path, where: str) -> ManifestEntry:
     if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration) or duration < 0:
         raise SimVQError(f"{where}: 'duration' must be a non-negative number of seconds, got {duration!r}")
     sample_rate = obj.get("sample_rate")
+    if isinstance(sample_rate, float) and sample_rate.is_integer():
+        sample_rate = int(sample_rate)  # 16000.0 from tools that write every number as a float
     if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0):
         raise SimVQError(f"{where}: 'sample_rate' must be a positive integer, got {sample_rate!r}")
     p = Path(path)
