@@ -37,9 +37,9 @@ def make_header(codebook_size: int = 1024, n_codebooks: int = 4, n_frames: int =
         codebook_size=codebook_size,
         n_codebooks=n_codebooks,
         n_frames=n_frames,
-        n_samples=n_frames * 320 - 7 if n_frames else 0,
+        n_samples=max(n_frames * 320 - 7, 0),
         original_sample_rate=22050,
-        original_n_samples=12345,
+        original_n_samples=round(max(n_frames * 320 - 7, 0) * 22050 / 16000),
         channels=1,
         original_channels=2,
         source="speaker/utt é.flac",
@@ -135,6 +135,9 @@ def test_header_normalises_numpy_ints_and_derives_dtype():
         dict(dtype="uint32"),  # disagrees with codebook_size 1024
         dict(layout="n_frames,n_codebooks"),
         dict(model_id=3),
+        dict(n_samples=37 * 320 + 1),  # more samples than the frames can hold
+        dict(original_n_samples=10**12),  # would make a decoder allocate terabytes
+        dict(original_n_samples=0),
     ],
 )
 def test_invalid_header_rejected(overrides):

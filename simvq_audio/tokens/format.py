@@ -38,6 +38,7 @@ __all__ = [
     "TokenFile",
     "TokenHeader",
     "codes_dtype",
+    "encode_header",
     "read_header",
     "read_tokens",
     "write_tokens",
@@ -50,6 +51,8 @@ PAYLOAD_ALIGNMENT = 8
 _PREFIX = struct.Struct("<4sHI")  # magic, version, header length: 10 bytes, no padding with "<"
 _MAX_CODEBOOK_SIZE = 2**32
 _UINT16_LIMIT = 65536
+# Resampling rounds lengths by at most half a sample; allow a little more for other rounding conventions.
+_LENGTH_TOLERANCE = 2.0
 
 _INT_FIELDS = (
     "sample_rate",
@@ -173,6 +176,15 @@ def _header_problem(h: TokenHeader) -> str | None:
         return f"dtype {h.dtype!r} does not match codebook_size {h.codebook_size} (expected {expected!r})"
     if h.layout != LAYOUT:
         return f"layout {h.layout!r} is not supported (expected {LAYOUT!r})"
+    # Lengths must agree, so that a corrupt header cannot make a decoder allocate far more than the codes hold.
+    if h.n_samples > h.n_frames * h.hop_length:
+        return f"n_samples {h.n_samples} exceeds n_frames * hop_length = {h.n_frames * h.hop_length}"
+    at_model_rate = h.original_n_samples * h.sample_rate / h.original_sample_rate
+    if abs(at_model_rate - h.n_samples) > _LENGTH_TOLERANCE:
+        return (
+            f"original_n_samples {h.original_n_samples} at {h.original_sample_rate} Hz does not match "
+            f"n_samples {h.n_samples} at {h.sample_rate} Hz"
+        )
     return None
 
 
