@@ -267,8 +267,15 @@ def test_find_audio_files(tmp_path):
     for rel in ["b/2.FLAC", "a/1.wav", "a/z.mp3", "c.txt", "a/.hidden.wav", ".git/x.wav", "d/e/f.opus"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
+    (tmp_path / "d" / "e" / "loop").symlink_to(tmp_path / "d", target_is_directory=True)
     found = [p.relative_to(tmp_path).as_posix() for p in find_audio_files(tmp_path)]
     assert found == ["a/1.wav", "a/z.mp3", "b/2.FLAC", "d/e/f.opus"]
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "o.wav").write_bytes(b"")
+    (tmp_path / "linked").symlink_to(outside, target_is_directory=True)
+    found = [p.relative_to(tmp_path).as_posix() for p in find_audio_files(tmp_path)]
+    assert found == ["a/1.wav", "a/z.mp3", "b/2.FLAC", "d/e/f.opus", "linked/o.wav"]
     assert find_audio_files(tmp_path / "a" / "1.wav") == [tmp_path / "a" / "1.wav"]
     with pytest.raises(AudioError, match="folder not found"):
         find_audio_files(tmp_path / "nope")

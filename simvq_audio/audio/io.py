@@ -354,7 +354,7 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
     """Audio files under `root` (recursive), sorted, matched by AUDIO_EXTENSIONS case-insensitively.
 
     Hidden files and folders (name starting with ".") are skipped, which also skips our own temporary files.
-    A `root` that is itself an audio file gives `[root]`.
+    Symlinked folders are followed once (cycles are cut). A `root` that is itself an audio file gives `[root]`.
     """
     root = Path(root)
     if root.is_file():
@@ -362,7 +362,15 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise AudioError(f"{root}: folder not found")
     found = []
+    visited: set[tuple[int, int]] = set()
+    # Symlinked folders are followed (datasets are often linked in), but each real folder is walked once,
+    # so a link cycle cannot loop forever.
     for folder, dirs, files in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
