@@ -73,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
           f"in {len(meta.shards)} shards; {len(report.encoded)} shards encoded, {len(report.skipped)} already done "
           f"(this process)")
     if meta.n_failed:
-        print(f"simvq-audio export-dataset: {meta.n_failed} files failed; listed in {args.output / 'failures.jsonl'}",
-              file=sys.stderr)
+        from ..export.exporter import read_failures
+
+        failures = read_failures(args.output / "failures.jsonl")
+        names = ", ".join(f["source"] for f in failures[:3]) + (", ..." if len(failures) > 3 else "")
+        print(f"simvq-audio export-dataset: {meta.n_failed} file(s) failed ({names}); listed in "
+              f"{args.output / 'failures.jsonl'}", file=sys.stderr)
         return 1
     return 0
