@@ -1,0 +1,97 @@
+"""The codec's training objective: weighted generator loss and the discriminator loss.
+
+Discriminators see real and fake audio in one forward pass (concatenated along the
+batch) so each update runs each discriminator once. All losses are float32 scalars.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..losses import (
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from ..models.codec import CodecOutput
+from .config import LossConfig
+
+Discriminator = Callable[[torch.Tensor], tuple[list[torch.Tensor], list[list[torch.Tensor]]]]
+
+
+def _split(logits: list[torch.Tensor], fmaps: list[list[torch.Tensor]], b: int):
+    """Outputs on ``cat([real, fake])`` -> (real logits, fake logits, real fmaps, fake fmaps)."""
+    return ([x[:b] for x in logits], [x[b:] for x in logits],
+            [[f[:b] for f in fm] for fm in fmaps], [[f[b:] for f in fm] for fm in fmaps])
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Parameters of ``module`` take no gradient inside the block (the generator's pass through D)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+class CodecObjective(nn.Module):
+    """Losses of the codec GAN, weighted by a ``LossConfig``.
+
+    ``generator_loss``: ``mel * L_mel + quantizer * L_q [+ stft * L_stft]`` and, when a
+    discriminator is given, ``+ adversarial * L_adv + feature_matching * L_fm``.
+    """
+
+    def __init__(self, cfg: LossConfig, sample_rate: int):
+        super().__init__()
+        self.cfg = cfg
+        self.mel = MultiScaleMelLoss(sample_rate)
+        self.stft = MultiResolutionSTFTLoss() if cfg.stft > 0 else None
+
+    def generator_loss(self, out: CodecOutput, fake: torch.Tensor, real: torch.Tensor,
+                       discriminator: Discriminator | None = None,
+                       autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total generator loss and its detached terms.
+
+        ``fake``/``real``: ``[B, C, N]`` float32 reconstruction (padding zeroed) and target.
+        ``discriminator``: called on ``[2B, C, N]`` with its parameters frozen by the caller.
+        """
+        w = self.cfg
+        mel = self.mel(fake, real)
+        quantizer = out.quantizer_loss.float()
+        total = w.mel * mel + w.quantizer * quantizer
+        logs = {"loss/mel": mel, "loss/quantizer": quantizer, "loss/commitment": out.commitment_loss.float()}
+        if self.stft is not None:
+            stft = self.stft(fake, real)
+            total = total + w.stft * stft
+            logs["loss/stft"] = stft
+        if discriminator is not None:
+            with autocast():
+                logits, fmaps = discriminator(torch.cat([real, fake]))
+            _, fake_logits, real_fmaps, fake_fmaps = _split(logits, fmaps, real.shape[0])
+            adv = generator_adversarial_loss(fake_logits, w.gan_kind)
+            fm = feature_matching_loss(real_fmaps, fake_fmaps)
+            total = total + w.adversarial * adv + w.feature_matching * fm
+            logs["loss/adversarial"] = adv
+            logs["loss/feature_matching"] = fm
+        logs["loss/generator"] = total
+        return total, {k: v.detach() for k, v in logs.items()}
+
+    def discriminator_loss(self, discriminator: Discriminator, fake: torch.Tensor, real: torch.Tensor,
+                           autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Discriminator loss on ``real`` vs ``fake`` (detached here) audio ``[B, C, N]``."""
+        with autocast():
+            logits, fmaps = discriminator(torch.cat([real, fake.detach()]))
+        real_logits, fake_logits, _, _ = _split(logits, fmaps, real.shape[0])
+        loss = discriminator_loss(real_logits, fake_logits, self.cfg.gan_kind)
+        return loss, {"loss/discriminator": loss.detach()}

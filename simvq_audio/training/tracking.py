@@ -1,0 +1,137 @@
+"""Run logging: Accelerate's TensorBoard tracker, a JSONL metrics log, audio and mel images.
+
+Everything here writes on the main process only; other ranks call the same methods
+and they return at once, so the training loop needs no rank checks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+METRICS_NAME = "metrics.jsonl"
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and ``None`` become strings (TensorBoard hparams)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out
+
+
+def log_mel(wav: np.ndarray, sample_rate: int, n_mels: int = 80) -> np.ndarray:
+    """Log-mel spectrogram ``[n_mels, frames]`` (dB) of a 1-D signal, for pictures only."""
+    import librosa
+
+    n_fft = 1024 if sample_rate >= 16000 else 512
+    mel = librosa.feature.melspectrogram(y=wav.astype(np.float32), sr=sample_rate, n_fft=n_fft,
+                                         hop_length=n_fft // 4, n_mels=n_mels, power=1.0)
+    return librosa.amplitude_to_db(mel, ref=1.0, amin=1e-5, top_db=80.0)
+
+
+def mel_figure(reference: np.ndarray, reconstruction: np.ndarray, sample_rate: int, title: str = ""):
+    """A matplotlib ``Figure`` with the reference and reconstruction log-mels stacked."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    ref_mel, rec_mel = log_mel(reference, sample_rate), log_mel(reconstruction, sample_rate)
+    fig = Figure(figsize=(8, 5), tight_layout=True)
+    vmin, vmax = float(ref_mel.min()), float(ref_mel.max())
+    for i, (mel, name) in enumerate(((ref_mel, "reference"), (rec_mel, "reconstruction"))):
+        ax = fig.add_subplot(2, 1, i + 1)
+        ax.imshow(mel, origin="lower", aspect="auto", interpolation="none", vmin=vmin, vmax=vmax)
+        ax.set_title(f"{title} {name}".strip())
+        ax.set_ylabel("mel bin")
+    return fig
+
+
+class RunLogger:
+    """Scalars to TensorBoard (through ``accelerator.log``) and to ``<log_dir>/metrics.jsonl``.
+
+    The ``Accelerator`` must have been created with ``log_with="tensorboard"`` and
+    ``project_dir=log_dir`` when ``tensorboard`` is true.
+    """
+
+    def __init__(self, accelerator: Accelerator, log_dir: Path, config: dict, tensorboard: bool = True):
+        self.accelerator = accelerator
+        self.log_dir = Path(log_dir)
+        self.tensorboard = tensorboard
+        self._jsonl = None
+        if tensorboard:
+            accelerator.init_trackers("tensorboard", config=flatten(config))
+        if accelerator.is_main_process:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(self.log_dir / METRICS_NAME, "a", buffering=1)
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        """Scalars at ``step``; non-finite values are kept in the JSONL as strings ("nan")."""
+        if not self.accelerator.is_main_process:
+            return
+        clean = {k: float(v) for k, v in values.items()}
+        if self.tensorboard:
+            self.accelerator.log(clean, step=step)
+        row = {"step": step, "time": round(time.time(), 3)}
+        row.update({k: (round(v, 6) if math.isfinite(v) else str(v)) for k, v in clean.items()})
+        self._jsonl.write(json.dumps(row) + "\n")
+
+    def _writer(self):
+        if not (self.tensorboard and self.accelerator.is_main_process):
+            return None
+        return self.accelerator.get_tracker("tensorboard", unwrap=True)
+
+    def log_audio_pair(self, tag: str, reference: np.ndarray, reconstruction: np.ndarray, sample_rate: int,
+                       step: int) -> None:
+        """Reference and reconstruction (1-D, at ``sample_rate``) as audio and a mel image."""
+        writer = self._writer()
+        if writer is None:
+            return
+        for name, wav in (("reference", reference), ("reconstruction", reconstruction)):
+            clipped = torch.from_numpy(np.clip(wav, -1.0, 1.0).astype(np.float32))[None]
+            writer.add_audio(f"{tag}/{name}", clipped, step, sample_rate=sample_rate)
+        writer.add_figure(f"{tag}/mel", mel_figure(reference, reconstruction, sample_rate, tag), step)
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self.tensorboard:
+            self.accelerator.end_training()
+
+
+class MeanWindow:
+    """Running means of detached scalar tensors between two log lines (no device sync until ``means``)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.start = time.perf_counter()
+        self.steps = 0
+
+    def add(self, values: dict[str, torch.Tensor | float]) -> None:
+        for key, value in values.items():
+            value = value.detach().double() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        """Means since the last call, plus ``perf/steps_per_sec``; then the window restarts."""
+        out = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        elapsed = time.perf_counter() - self.start
+        if self.steps and elapsed > 0:
+            out["perf/steps_per_sec"] = self.steps / elapsed
+        self.sums, self.counts, self.steps = {}, {}, 0
+        self.start = time.perf_counter()
+        return out
