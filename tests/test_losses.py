@@ -87,6 +87,10 @@ def test_spectral_autocast_bf16_matches_float32(make_loss) -> None:
     # bf16 inputs lose precision before the loss; the loss itself stays finite and close.
     assert torch.isfinite(bf16_inputs)
     torch.testing.assert_close(bf16_inputs, expected, rtol=0.1, atol=0.02)
+    # A module cast to bf16 (buffers included) still computes in float32.
+    cast = loss.to(torch.bfloat16)(est, ref)
+    assert cast.dtype == torch.float32
+    torch.testing.assert_close(cast, expected, rtol=0.01, atol=1e-3)
 
 
 def test_mel_options_and_buffers() -> None:

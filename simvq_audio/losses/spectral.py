@@ -92,10 +92,10 @@ class MultiScaleMelLoss(nn.Module):
         mels = []
         with torch.autocast(device_type=x.device.type, enabled=False):
             for i, (n_fft, hop) in enumerate(zip(self.n_ffts, self.hop_lengths, strict=True)):
-                power = power_spectrogram(x, n_fft, hop, getattr(self, f"window_{i}"))
+                power = power_spectrogram(x, n_fft, hop, getattr(self, f"window_{i}").float())
                 # Clamped before the root so the gradient of |X|^p stays finite at |X| = 0.
                 mag = power.clamp_min(1e-12).pow(self.power / 2)
-                mels.append(torch.matmul(getattr(self, f"mel_fb_{i}"), mag))
+                mels.append(torch.matmul(getattr(self, f"mel_fb_{i}").float(), mag))
         return mels
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -147,7 +147,7 @@ class MultiResolutionSTFTLoss(nn.Module):
             est = est.float().reshape(-1, est.shape[-1])
             ref = ref.float().reshape(-1, ref.shape[-1])
             for i, (n_fft, hop) in enumerate(zip(self.fft_sizes, self.hop_sizes, strict=True)):
-                window = getattr(self, f"window_{i}")
+                window = getattr(self, f"window_{i}").float()
                 mag_est = power_spectrogram(est, n_fft, hop, window).clamp_min(self.eps).sqrt()
                 mag_ref = power_spectrogram(ref, n_fft, hop, window).clamp_min(self.eps).sqrt()
                 sc = torch.linalg.norm(mag_ref - mag_est) / torch.linalg.norm(mag_ref).clamp_min(self.eps)
