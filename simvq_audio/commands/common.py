@@ -1,0 +1,179 @@
+"""Shared pieces of the file-processing commands: model options, inputs and outputs, progress, summary.
+
+Errors go to stderr as one line each (``simvq-audio COMMAND: error: PATH: problem``); notes and
+the closing summary go to stdout; the progress bar goes to stderr and only when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SimVQError
+
+
+# -- model options -------------------------------------------------------------------------------------
+def add_model_arguments(parser: argparse.ArgumentParser, chunking: bool = True) -> None:
+    """``--model``, ``--device``, ``--batch-size`` and (optionally) ``--chunk-seconds``."""
+    parser.add_argument("--model", default="default", metavar="DIR",
+                        help="model folder, or the name of a built-in model (default: default)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available, the default), cpu, cuda, cuda:N")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N",
+                        help="files (or windows of long files) per forward pass (default 8)")
+    if chunking:
+        from ..tokenizer import DEFAULT_CHUNK_SECONDS
+
+        parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS, metavar="S",
+                            help="audio longer than this is processed in windows of S seconds with a little "
+                                 f"context on each side, in bounded memory (default {DEFAULT_CHUNK_SECONDS:g})")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite`` and ``--quiet``."""
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar, notes or summary; errors only")
+
+
+def load_model(name_or_dir: str, device: str = "cpu"):
+    """A ``SimVQCodec``; a missing built-in model is a one-line ``SimVQError`` that says what to do."""
+    from ..models.pretrained import BUILTIN_MODELS, CONFIG_NAME, load_pretrained, resolve_model_dir
+
+    directory = resolve_model_dir(name_or_dir)
+    if name_or_dir in BUILTIN_MODELS and not (directory / CONFIG_NAME).is_file():
+        raise SimVQError(f"the built-in model {name_or_dir!r} is not installed ({directory} has no {CONFIG_NAME}); "
+                         f"pass --model DIR with a trained model folder")
+    if not directory.exists():
+        raise SimVQError(f"{directory}: model folder not found")
+    return load_pretrained(directory, device=device)
+
+
+def load_tokenizer(args: argparse.Namespace):
+    """A ``Tokenizer`` from the ``add_model_arguments`` options."""
+    from ..tokenizer import Tokenizer, resolve_device
+
+    if args.batch_size < 1:
+        raise SimVQError(f"--batch-size must be at least 1, got {args.batch_size}")
+    chunk = getattr(args, "chunk_seconds", None)
+    if chunk is not None and not chunk > 0:
+        raise SimVQError(f"--chunk-seconds must be positive, got {chunk}")
+    device = resolve_device(args.device)
+    kwargs = {} if chunk is None else {"chunk_seconds": chunk}
+    return Tokenizer(load_model(args.model), device=device, batch_size=args.batch_size, **kwargs)
+
+
+# -- inputs and outputs --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its output goes."""
+
+    source: Path
+    output: Path
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike], find: Callable[[Path], list[Path]],
+                   what: str) -> list[tuple[Path, Path | None]]:
+    """``(file, folder it was found in or None)`` for each file argument and each file under each folder
+    argument (``find(folder)``). A missing path or a folder without ``what`` files is a ``SimVQError``."""
+    found: list[tuple[Path, Path | None]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = find(path)
+            if not files:
+                raise SimVQError(f"{path}: no {what} files found in this folder")
+            found += [(f, path) for f in files]
+        elif path.exists():
+            found.append((path, None))
+        else:
+            raise SimVQError(f"{path}: no such file or folder")
+    return found
+
+
+def plan_jobs(found: list[tuple[Path, Path | None]], output: Path, suffix: str,
+              file_suffixes: tuple[str, ...]) -> list[Job]:
+    """Output paths: a single input file with an ``output`` named like a file (ending in one of
+    ``file_suffixes``) writes exactly there; otherwise ``output`` is a folder that mirrors each input
+    folder's tree (file inputs go to its top), with ``suffix`` replacing the input suffix.
+
+    Raises ``SimVQError`` when an output would overwrite an input, or two inputs map to one output.
+    """
+    from ..fileio import check_not_input
+
+    inputs = [src for src, _ in found]
+    single_file = len(found) == 1 and found[0][1] is None and output.suffix != "" and not output.is_dir()
+    if single_file:
+        check_not_input(output, inputs)
+        if output.suffix.lower() not in file_suffixes:
+            raise SimVQError(f"{output}: output file must end in {' or '.join(file_suffixes)} "
+                             f"(or name a folder)")
+        return [Job(found[0][0], output)]
+    jobs, seen = [], {}
+    for src, root in found:
+        relative = src.relative_to(root) if root is not None else Path(src.name)
+        out = output / relative.with_suffix(suffix)
+        check_not_input(out, inputs)
+        key = os.path.normcase(os.path.abspath(out))
+        if key in seen:
+            raise SimVQError(f"{out}: both {seen[key]} and {src} would be written here; encode them separately")
+        seen[key] = src
+        jobs.append(Job(src, out))
+    return jobs
+
+
+def split_existing(jobs: list[Job], overwrite: bool) -> tuple[list[Job], list[Job]]:
+    """``(to do, skipped because the output exists)``."""
+    if overwrite:
+        return jobs, []
+    todo = [j for j in jobs if not j.output.exists()]
+    return todo, [j for j in jobs if j.output.exists()]
+
+
+def prepare_output(path: Path) -> None:
+    """Create the folder an output goes into."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+# -- reporting -----------------------------------------------------------------------------------------
+def report_failure(command: str, exc: BaseException) -> None:
+    """One line on stderr, as ``cli.main`` prints errors that end a command."""
+    message = " ".join(str(exc).split())
+    print(f"simvq-audio {command}: error: {message}", file=sys.stderr, flush=True)
+
+
+def progress_bar(total: float, quiet: bool, unit: str = "s", desc: str | None = None):
+    """A tqdm bar on stderr, disabled when ``quiet`` or when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    disable = quiet or not sys.stderr.isatty()
+    return tqdm(total=total, unit=unit, desc=desc, disable=disable, dynamic_ncols=True, leave=False,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}]")
+
+
+@dataclass
+class Summary:
+    """Counts for the closing line of a command; ``seconds`` is audio duration."""
+
+    verb: str
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    tokens: int | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        speed = f", {self.seconds / elapsed:.1f}x real time" if elapsed > 0 and self.seconds > 0 else ""
+        tokens = "" if self.tokens is None else f", {self.tokens:,} tokens"
+        files = "file" if self.done == 1 else "files"
+        return (f"{self.verb} {self.done} {files}, skipped {self.skipped} (output exists), failed {self.failed}: "
+                f"{self.seconds / 3600:.3f} h of audio{tokens} in {elapsed:.1f} s{speed}")
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
