@@ -31,13 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def _distributed_state():
+def _distributed_state(device: str):
     """An ``accelerate.PartialState`` when started by a multi-process launcher, else None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    from ..errors import SimVQError
+
+    # Without cpu=True accelerate ignores a CPU-only multi-process launch and every process would
+    # believe it is alone (and encode every shard).
+    state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
+    if state.num_processes != world_size:
+        raise SimVQError(f"launched as {world_size} processes but accelerate sees {state.num_processes}")
+    return state
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise SimVQError(f"--batch-size must be at least 1, got {args.batch_size}")
-    state = _distributed_state()
+    state = _distributed_state(str(args.device))
     device = args.device
     if state is not None and device == "auto":
         device = state.device
