@@ -87,7 +87,7 @@ def exported(tokenizer, audio_dir, tmp_path_factory):
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "plan.json"}
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
 def test_meta_and_index_are_consistent(exported, tokenizer, audio_dir):
@@ -193,6 +193,18 @@ def test_manifest_input_keeps_labels(tokenizer, audio_dir, tmp_path):
     duplicate.write_text(json.dumps(lines[0]) + "\n" + json.dumps(lines[0]) + "\n")
     with pytest.raises(SimVQError, match="listed twice"):
         list_inputs(duplicate)
+
+
+def test_folder_durations_from_headers(audio_dir):
+    entries, root = list_inputs(audio_dir, with_durations=True)
+    assert root == audio_dir.absolute() and len(entries) == len(CROPS) + 1
+    for e in entries:
+        expected = 0.0 if e.source == "b/broken.wav" else sf.info(str(e.path)).duration
+        assert e.duration == pytest.approx(expected)
+    with pytest.raises(SimVQError, match="not one audio file"):
+        list_inputs(audio_dir / "utt0.flac")
+    with pytest.raises(SimVQError, match="no such file"):
+        list_inputs(audio_dir / "missing")
 
 
 def test_plan_is_a_pure_function_of_the_sorted_inputs():

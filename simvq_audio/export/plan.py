@@ -17,8 +17,6 @@ from pathlib import Path, PurePosixPath
 from ..errors import SimVQError
 from .format import FORMAT_VERSION, LAYOUT, codes_dtype, shard_name
 
-MANIFEST_SUFFIXES = (".jsonl", ".json")
-
 
 @dataclass(frozen=True)
 class CorpusEntry:
@@ -123,18 +121,17 @@ def _audio_duration(path: Path) -> float:
 
 
 def list_inputs(input_path: str | os.PathLike, with_durations: bool = False) -> tuple[list[CorpusEntry], Path]:
-    """Entries of a manifest (``.jsonl``) or of every audio file under a folder, sorted by ``source``.
+    """Entries of a manifest (JSONL) or of every audio file under a folder, sorted by ``source``.
 
     Returns ``(entries, source_root)``: the manifest's folder or the input folder. Ids are the
     manifest's ``id`` or ``source`` without its extension; duplicate ids or paths are an error.
     Folder inputs take ``text`` from a sibling transcript (``STEM.txt``, ...) when there is one.
     """
+    from ..audio.io import AUDIO_EXTENSIONS, find_audio_files
     from ..data.manifest import find_text, read_manifest
 
     input_path = Path(input_path)
     if input_path.is_dir():
-        from ..audio.io import find_audio_files
-
         root = input_path.absolute()
         entries = []
         for path in find_audio_files(input_path):
@@ -142,7 +139,7 @@ def list_inputs(input_path: str | os.PathLike, with_durations: bool = False) -> 
             duration = _audio_duration(path) if with_durations else None
             entries.append(CorpusEntry(path=path, source=source, id=_strip_suffix(source),
                                        text=find_text(path), duration=duration))
-    elif input_path.is_file() and input_path.suffix.lower() in MANIFEST_SUFFIXES:
+    elif input_path.is_file() and input_path.suffix.lower() not in AUDIO_EXTENSIONS:
         root = input_path.parent.absolute()
         entries = []
         for m in read_manifest(input_path):
@@ -152,7 +149,7 @@ def list_inputs(input_path: str | os.PathLike, with_durations: bool = False) -> 
     elif not input_path.exists():
         raise SimVQError(f"{input_path}: no such file or folder")
     else:
-        raise SimVQError(f"{input_path}: expected a manifest (.jsonl) or a folder of audio files")
+        raise SimVQError(f"{input_path}: expected a manifest (.jsonl) or a folder of audio files, not one audio file")
     entries.sort(key=lambda e: e.source)
     _check_unique(entries, input_path)
     if not entries:
