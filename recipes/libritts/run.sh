@@ -9,7 +9,7 @@ set -euo pipefail
 stage=0
 stop_stage=4
 data=data/libritts                 # download folder; manifests go to $data/manifests
-exp=exp/libritts                   # run folder: logs, checkpoints, evaluation, exported model
+exp=runs/libritts                   # run folder: logs, checkpoints, evaluation, exported model
 config=recipes/libritts/config.yaml
 train_subsets="train-clean-100 train-clean-360 train-other-500"
 min_duration=0.5
