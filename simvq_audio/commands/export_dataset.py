@@ -1,6 +1,6 @@
 """``simvq-audio export-dataset INPUT -o DIR``: a corpus as sharded token files for speech LMs.
 
-Several processes/GPUs: ``accelerate launch [--num_processes N] -m simvq_audio.export INPUT -o DIR``
+Several processes/GPUs: ``accelerate launch --multi_gpu --num_processes N -m simvq_audio.export INPUT -o DIR``
 (or this command under ``accelerate launch``); each process encodes every N-th shard.
 """
 
@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from .common import add_model_arguments, load_tokenizer, report_failure
 
 HELP = "Export a corpus (manifest or folder) as sharded, memory-mappable token files for speech LMs."
 
@@ -24,10 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"utterances per shard (default {DEFAULT_SHARD_SIZE})")
     group.add_argument("--shard-frames", type=int, default=None,
                        help="about this many frames per shard instead (estimated from durations)")
-    parser.add_argument("--model", default="default", help="model folder or built-in name (default: default)")
-    parser.add_argument("--device", default="auto",
-                        help="cpu, cuda, cuda:N or auto (default); under multi-process accelerate, auto = this process's GPU")
-    parser.add_argument("--batch-size", type=int, default=8, help="files encoded together (default 8)")
+    add_model_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -50,20 +49,14 @@ def _distributed_state(device: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import SimVQError
-    from ..export.exporter import export_corpus
+    from ..export.exporter import export_corpus, read_failures
     from ..export.plan import ModelInfo, list_inputs, plan_shards
-    from ..tokenizer import Tokenizer
 
-    if args.batch_size < 1:
-        raise SimVQError(f"--batch-size must be at least 1, got {args.batch_size}")
     state = _distributed_state(str(args.device))
-    device = args.device
-    if state is not None and device == "auto":
-        device = state.device
+    if state is not None and args.device == "auto":
+        args = argparse.Namespace(**{**vars(args), "device": str(state.device)})  # this process's GPU
     is_main = state is None or state.is_main_process
-
-    tokenizer = Tokenizer.from_pretrained(args.model, device=device)
+    tokenizer = load_tokenizer(args)
     entries, root = list_inputs(args.input, with_durations=args.shard_frames is not None)
     shard_size = None if args.shard_frames is not None else (args.shard_size or DEFAULT_SHARD_SIZE)
     plan = plan_shards(entries, ModelInfo.from_tokenizer(tokenizer), root,
@@ -71,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     def on_failure(entry, message: str) -> None:
         where = "" if entry.source in message or str(entry.path) in message else f"{entry.source}: "
-        print(f"simvq-audio export-dataset: skipped {where}{message}", file=sys.stderr)
+        report_failure("export-dataset", Exception(f"{where}{message} (skipped)"))
 
     report, meta = export_corpus(tokenizer, plan, args.output, state=state, batch_size=args.batch_size,
-                                 on_failure=on_failure, progress=is_main and not args.quiet)
+                                 on_failure=on_failure, progress=is_main and not args.quiet and sys.stderr.isatty())
     if meta is None:  # not the main process: only answer for our own shards
         return 1 if report.failures else 0
     hours = f"{meta.duration / 3600:.2f} h" if meta.duration >= 360 else f"{meta.duration:.1f} s"
@@ -82,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
           f"in {len(meta.shards)} shards; {len(report.encoded)} shards encoded, {len(report.skipped)} already done "
           f"(this process)")
     if meta.n_failed:
-        from ..export.exporter import read_failures
-
         failures = read_failures(args.output / "failures.jsonl")
         names = ", ".join(f["source"] for f in failures[:3]) + (", ..." if len(failures) > 3 else "")
         print(f"simvq-audio export-dataset: {meta.n_failed} file(s) failed ({names}); listed in "
