@@ -130,11 +130,11 @@ def column_stats(values) -> dict:
 class _ModelSystem:
     """The SimVQ model seen as one more system: encode, count codes, decode."""
 
-    def __init__(self, model: str, device: str):
+    def __init__(self, model: str, device: str, tokenizer=None):
         from ..models.pretrained import resolve_model_dir
         from ..tokenizer import Tokenizer
 
-        self.tokenizer = Tokenizer.from_pretrained(model, device=device)
+        self.tokenizer = tokenizer if tokenizer is not None else Tokenizer.from_pretrained(model, device=device)
         self.name = self.tokenizer.model_name
         self.spec = f"model:{model}"
         self.path = str(resolve_model_dir(model))
@@ -200,8 +200,11 @@ def _calibrate(baselines, refs, rate, workdir, unavailable) -> tuple[list[Baseli
 
 
 def evaluate(reference: str | os.PathLike, output_dir: str | os.PathLike, config: EvalConfig,
-             progress: bool = False) -> EvalReport:
+             progress: bool = False, tokenizer=None) -> EvalReport:
     """Evaluate ``config``'s model and baselines on ``reference`` (folder or manifest); write outputs.
+
+    ``tokenizer``: an already loaded ``Tokenizer`` for ``config.model`` (then ``config.device``
+    is not used); by default ``Tokenizer.from_pretrained(config.model, config.device)``.
 
     Raises ``SimVQError`` for a missing reference, no audio, an unknown baseline spec, a missing
     codec tool or an unloadable model. Unreadable reference files are skipped (listed in the
@@ -209,14 +212,20 @@ def evaluate(reference: str | os.PathLike, output_dir: str | os.PathLike, config
     """
     if config.model is None and not config.baselines:
         raise SimVQError("nothing to evaluate: no model and no baselines")
+    if config.max_files is not None and config.max_files < 1:
+        raise SimVQError(f"max_files must be at least 1, got {config.max_files}")
+    if config.plots < 0:
+        raise SimVQError(f"plots must be 0 or more, got {config.plots}")
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise SimVQError(f"{out}: output path exists and is not a folder")
     files, base = reference_files(reference)
-    files = files[: config.max_files] if config.max_files else files
+    files = files[: config.max_files] if config.max_files is not None else files
     baselines, unavailable = _check_baselines(tuple(config.baselines))
-    model = _ModelSystem(config.model, config.device) if config.model is not None else None
+    model = _ModelSystem(config.model, config.device, tokenizer) if config.model is not None else None
     if model is not None and config.sample_rate not in (None, model.tokenizer.sample_rate):
         raise SimVQError(f"sample_rate {config.sample_rate} given with a model: metrics use the model's rate")
     rate = model.tokenizer.sample_rate if model is not None else (config.sample_rate or NO_MODEL_RATE)
-    out = Path(output_dir)
     csv_path, summary_path, plot_dir = out / "per_file.csv", out / "summary.json", out / "plots"
     check_not_input(csv_path, files)
     check_not_input(summary_path, files)
