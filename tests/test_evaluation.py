@@ -176,6 +176,13 @@ def test_manifest_input_without_model(workspace, tmp_path):
     assert codec2["metrics"]["bitrate_actual"]["mean"] == pytest.approx(3200.0)
 
 
+def test_repeated_spec_runs_once(workspace, tmp_path):
+    rep = evaluate(workspace["refs"], tmp_path, EvalConfig(model=None, baselines=("codec2:1200", "codec2:1200"),
+                                                             max_files=1, plots=0))
+    assert [r["system"] for r in rep.rows] == ["codec2:1200"]
+    assert [s["name"] for s in rep.summary["systems"]] == ["codec2:1200"]
+
+
 def test_unreadable_file_is_skipped(workspace, tmp_path):
     folder = tmp_path / "refs"
     folder.mkdir()
@@ -199,6 +206,11 @@ def test_errors(workspace, tmp_path):
         evaluate(tmp_path / "empty", tmp_path / "out", EvalConfig(model=None, baselines=("codec2:1200",)))
     with pytest.raises(SimVQError, match="nothing to evaluate"):
         evaluate(workspace["refs"], tmp_path / "out", EvalConfig(model=None))
+    with pytest.raises(SimVQError, match="metrics use the model's rate"):
+        evaluate(workspace["refs"], tmp_path / "out", EvalConfig(model=str(workspace["model"]), sample_rate=24000))
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(SimVQError, match="not a folder"):
+        evaluate(workspace["refs"], tmp_path / "file.txt", EvalConfig(model=None, baselines=("codec2:1200",)))
     assert not (tmp_path / "out").exists()  # every error comes before any output
 
 

@@ -136,6 +136,7 @@ class _ModelSystem:
 
         self.tokenizer = tokenizer if tokenizer is not None else Tokenizer.from_pretrained(model, device=device)
         self.name = self.tokenizer.model_name
+        self.nominal_bitrate = self.tokenizer.bitrate
         self.spec = f"model:{model}"
         self.path = str(resolve_model_dir(model))
         self.counts = np.zeros((self.tokenizer.n_codebooks, self.tokenizer.codebook_size), dtype=np.int64)
@@ -159,6 +160,15 @@ class _ModelSystem:
         }
 
 
+def _row(file: str, system, ref: np.ndarray, audio: np.ndarray, rate: int, bits: int | None, delay: int) -> dict:
+    """One CSV row: ``audio`` (aligned, same length as ``ref``) scored against ``ref``."""
+    scores = compute_metrics(ref, audio, rate)
+    seconds = len(ref) / rate
+    return {"file": file, "system": system.name, "duration_s": seconds, **{m: float(scores[m]) for m in METRICS},
+            "bitrate_nominal": float(system.nominal_bitrate),
+            "bitrate_actual": None if bits is None else bits / seconds, "delay_samples": delay}
+
+
 def _load_reference(path: Path, rate: int, skipped: list[dict]) -> np.ndarray | None:
     try:
         return load_audio(path, sample_rate=rate, channels=1).samples[0]
@@ -169,7 +179,7 @@ def _load_reference(path: Path, rate: int, skipped: list[dict]) -> np.ndarray | 
 
 
 def _check_baselines(specs: tuple[str, ...]) -> tuple[list[Baseline], dict[str, str]]:
-    baselines = [parse_baseline(s) for s in specs]  # an unknown spec fails before any work
+    baselines = [parse_baseline(s) for s in dict.fromkeys(specs)]  # an unknown spec fails before any work
     ready, unavailable = [], {}
     for b in baselines:
         try:
@@ -246,24 +256,15 @@ def evaluate(reference: str | os.PathLike, output_dir: str | os.PathLike, config
             ref = refs.pop(i, None) if i < CALIBRATION_FILES else _load_reference(path, rate, skipped)
             if ref is None:
                 continue
-            name, seconds, outputs = _display_name(path, base), len(ref) / rate, {}
-            systems = ([(model.name, model, model.tokenizer.bitrate)] if model else []) + [
-                (b.spec, b, b.nominal_bitrate) for b in baselines
-            ]
-            for sys_name, system, nominal in systems:
+            name, outputs = _display_name(path, base), {}
+            for system in ([model] if model else []) + baselines:
                 if system is model:
                     run, delay = model.run(ref, rate), 0
                 else:
                     run = cache.pop((system.spec, i), None) or run_baseline(system, ref, rate, workdir)
                     delay = delays[system.spec]
-                audio = shift(run.audio, delay, len(ref))
-                outputs[sys_name] = audio
-                scores = compute_metrics(ref, audio, rate)
-                rows.append({
-                    "file": name, "system": sys_name, "duration_s": seconds,
-                    **{m: float(scores[m]) for m in METRICS}, "bitrate_nominal": float(nominal),
-                    "bitrate_actual": None if run.bits is None else run.bits / seconds, "delay_samples": delay,
-                })
+                outputs[system.name] = shift(run.audio, delay, len(ref))
+                rows.append(_row(name, system, ref, outputs[system.name], rate, run.bits, delay))
             if evaluated < config.plots:
                 png = plot_dir / f"mel_{evaluated:03d}_{Path(name).stem}.png"
                 plot_mel_comparison(png, ref, outputs, rate, title=name)
