@@ -33,6 +33,8 @@ def speech() -> np.ndarray:
 
     if not (DATA / "dev").is_dir():
         pytest.skip(f"real speech not found at {DATA}")
+    if not shutil.which("c2enc") or not (shutil.which("ffmpeg") or shutil.which("opusenc")):
+        pytest.skip("codec tools not installed (Debian packages codec2 and ffmpeg or opus-tools)")
     x = load_audio(find_audio_files(DATA / "dev")[0], sample_rate=RATE).samples[0]
     return x[RATE: 3 * RATE]
 

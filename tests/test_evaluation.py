@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ def workspace(tmp_path_factory) -> dict:
 
     if not (DATA / "dev").is_dir():
         pytest.skip(f"real speech not found at {DATA}")
+    if not shutil.which("c2enc") or not (shutil.which("ffmpeg") or shutil.which("opusenc")):
+        pytest.skip("codec tools not installed (Debian packages codec2 and ffmpeg or opus-tools)")
     root = tmp_path_factory.mktemp("eval")
     refs = root / "refs"
     (refs / "sub").mkdir(parents=True)
