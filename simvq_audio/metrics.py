@@ -16,6 +16,7 @@ one odd file does not stop an evaluation: aggregate with ``numpy.nanmean``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -67,6 +68,14 @@ def si_sdr(ref, est, eps: float = 1e-12) -> float:
     return float(10 * np.log10((np.dot(target, target) + eps) / (np.dot(noise, noise) + eps)))
 
 
+@functools.lru_cache(maxsize=4)
+def _mel_loss(sample_rate: int):
+    # Building the filter banks (librosa) costs more than applying them; reuse per rate.
+    from .losses.spectral import MultiScaleMelLoss
+
+    return MultiScaleMelLoss(sample_rate)
+
+
 def mel_distance(ref, est, sample_rate: int) -> float:
     """Mean over 7 scales of the L1 distance between log10 mel spectrograms.
 
@@ -75,10 +84,8 @@ def mel_distance(ref, est, sample_rate: int) -> float:
     spectra, ``log10(clamp(mel, 1e-5))``. Units: log10 magnitude (0 = identical); the
     value depends on the signal's level, as for the training loss.
     """
-    from .losses.spectral import MultiScaleMelLoss
-
     ref, est = _pair(ref, est)
-    loss = MultiScaleMelLoss(sample_rate)
+    loss = _mel_loss(int(sample_rate))
     with torch.no_grad():
         value = loss(torch.from_numpy(est).float()[None, None], torch.from_numpy(ref).float()[None, None])
     return float(value)
