@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from simvq_audio.models.codec import SimVQCodec
-from simvq_audio.training.checkpoint import EMA_DIR, latest_checkpoint, list_checkpoints
+from simvq_audio.training.checkpoint import EMA_DIR, CheckpointError, latest_checkpoint, list_checkpoints
 from simvq_audio.training.config import load_config
 from simvq_audio.training.export import export_checkpoint
 from simvq_audio.training.guard import NonFiniteError
@@ -134,6 +134,15 @@ def test_export(trained, tmp_path):
             assert torch.allclose(value, ema[key].float(), atol=1e-2, rtol=1e-2), key
     with pytest.raises(Exception, match="inside the checkpoint"):
         export_checkpoint(run_dir, latest_checkpoint(run_dir / "checkpoints") / EMA_DIR / "x")
+
+
+def test_resume_with_another_model_is_a_clear_error(trained, tmp_path):
+    run_dir, _, _, _ = trained
+    fresh_accelerate()
+    cfg = load_config(CONFIG, [*TINY, f"logging.dir={tmp_path}", "model.seanet.n_filters=4",
+                               f"checkpoint.resume={run_dir}"])
+    with pytest.raises(CheckpointError, match="step-00000024: cannot resume"):
+        Trainer(cfg).resume()
 
 
 def _state(trainer: Trainer) -> dict[str, torch.Tensor]:

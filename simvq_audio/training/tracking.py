@@ -111,6 +111,20 @@ class RunLogger:
             self.accelerator.end_training()
 
 
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak memory so far: the process's resident set (CPU) and, on CUDA, allocated tensors, in MiB."""
+    out = {}
+    try:
+        import resource
+
+        out["perf/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    except (ImportError, OSError):
+        pass
+    if device.type == "cuda":
+        out["perf/peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
 class MeanWindow:
     """Running means of detached scalar tensors between two log lines (no device sync until ``means``)."""
 

@@ -26,14 +26,14 @@ from ..discriminators import build_discriminator
 from ..errors import SimVQError
 from ..models.codec import SimVQCodec
 from ..quantization.tracker import CodeUsageTracker
-from .checkpoint import CONFIG_NAME, EMA_DIR, TrainState, resolve_resume, save_checkpoint
+from .checkpoint import CONFIG_NAME, EMA_DIR, CheckpointError, TrainState, resolve_resume, save_checkpoint
 from .config import AdamWConfig, TrainConfig, config_to_yaml
 from .ema import EMA
 from .guard import NonFiniteGuard
 from .loaders import build_train_loader, set_data_epoch
 from .objective import CodecObjective, frozen
 from .schedule import make_scheduler
-from .tracking import MeanWindow, RunLogger
+from .tracking import MeanWindow, RunLogger, peak_memory_mb
 from .validation import Validator, validation_files
 
 
@@ -110,7 +110,12 @@ class Trainer:
         """Load the checkpoint that ``checkpoint.resume`` names (``auto``: latest, if any)."""
         path = resolve_resume(self.cfg.checkpoint.resume, self.cfg.checkpoint_dir)
         if path is not None:
-            self.accelerator.load_state(str(path))
+            try:
+                self.accelerator.load_state(str(path))
+            except (RuntimeError, ValueError, KeyError, OSError) as exc:
+                raise CheckpointError(
+                    f"{path}: cannot resume from this checkpoint ({exc}); its train_config.yaml shows the "
+                    f"settings it was made with, or start afresh with checkpoint.resume=none") from exc
             self.last_checkpoint_step = self.state.step
             self.accelerator.print(f"resumed from {path} at step {self.state.step}")
         self.resumed_from = path
@@ -261,6 +266,7 @@ class Trainer:
             values["lr/discriminator"] = self.d_sched.get_last_lr()[0]
             values["train/skipped_total"] = float(self.guard.total_skipped)
             values["train/epoch"] = float(self.state.epoch)
+            values.update(peak_memory_mb(self.accelerator.device))
             values["codebook/utilization"] = sum(t.utilization() for t in self.trackers) / len(self.trackers)
             values["codebook/perplexity"] = sum(t.perplexity() for t in self.trackers) / len(self.trackers)
             for t in self.trackers:
