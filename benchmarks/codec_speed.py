@@ -149,31 +149,36 @@ def speed(model, wavs: list[np.ndarray], device: str, batch_size: int) -> dict:
             "decode_xrt": seconds / decode_s}
 
 
-def chunking(model, speech: np.ndarray, device: str, chunk_seconds: float, context_seconds: float) -> dict:
-    """Chunked vs whole-signal encoding (token mismatch) and decoding (SNR of the difference)."""
+def chunking(model, speech: np.ndarray, device: str, chunk_seconds: float, contexts: list[float]) -> list[dict]:
+    """Chunked vs whole-signal encoding (token mismatch) per context length; for the first context also
+    chunked vs whole decoding of the same codes (SNR of the difference)."""
     import torch
 
     from simvq_audio.tokenizer import Tokenizer
 
-    whole = Tokenizer(model, device=device, chunk_seconds=1e9)
-    chunked = Tokenizer(model, device=device, chunk_seconds=chunk_seconds, context_seconds=context_seconds)
-    codes_whole, codes_chunked = whole.encode(speech), chunked.encode(speech)
-    differ = (codes_whole != codes_chunked).any(dim=0).numpy()
-    frames = np.arange(differ.size)
-    boundaries = np.arange(chunked.chunk_frames, differ.size, chunked.chunk_frames)
-    near = np.zeros(differ.size, bool)
-    for b in boundaries:
-        near |= np.abs(frames - b) < round(chunked.frame_rate)
-    audio_whole = whole.decode(codes_whole)
-    audio_chunked = chunked.decode(codes_whole)
-    err = (audio_whole - audio_chunked).double()
-    snr = 10 * torch.log10(audio_whole.double().pow(2).sum() / err.pow(2).sum().clamp(min=1e-30)).item()
-    return {
-        "seconds": len(speech) / whole.sample_rate, "windows": len(boundaries) + 1,
-        "mismatch": float(differ.mean()), "mismatch_near": float(differ[near].mean()) if near.any() else 0.0,
-        "mismatch_far": float(differ[~near].mean()) if (~near).any() else 0.0,
-        "decode_snr_db": snr, "decode_max_abs": float(err.abs().max()),
-    }
+    whole = Tokenizer(model, device=device, chunk_seconds=1e9, max_batch_seconds=1e9)
+    codes_whole = whole.encode(speech)
+    results = []
+    for i, context in enumerate(contexts):
+        chunked = Tokenizer(model, device=device, chunk_seconds=chunk_seconds, context_seconds=context)
+        differ = (codes_whole != chunked.encode(speech)).any(dim=0).numpy()
+        frames = np.arange(differ.size)
+        boundaries = np.arange(chunked.chunk_frames, differ.size, chunked.chunk_frames)
+        near = np.zeros(differ.size, bool)
+        for b in boundaries:
+            near |= np.abs(frames - b) < round(chunked.frame_rate)
+        result = {
+            "context": context, "seconds": len(speech) / whole.sample_rate, "windows": len(boundaries) + 1,
+            "mismatch": float(differ.mean()), "mismatch_near": float(differ[near].mean()) if near.any() else 0.0,
+            "mismatch_far": float(differ[~near].mean()) if (~near).any() else 0.0,
+        }
+        if i == 0:
+            audio_whole, audio_chunked = whole.decode(codes_whole), chunked.decode(codes_whole)
+            err = (audio_whole - audio_chunked).double()
+            power = audio_whole.double().pow(2).sum() / err.pow(2).sum().clamp(min=1e-30)
+            result.update(decode_snr_db=10 * torch.log10(power).item(), decode_max_abs=float(err.abs().max()))
+        results.append(result)
+    return results
 
 
 def child_encode(path: Path, model: str, device: str, threads: int, time_limit: float) -> dict:
@@ -267,14 +272,14 @@ def report(desc: str, tk, speeds: list[dict], chunk: dict | None, long: dict | N
         lines.append(f"| encode speed on that file | {long['xrt']:.1f}x real time |")
         if "gpu_peak_mb" in long:
             lines.append(f"| peak GPU memory on that file | {long['gpu_peak_mb']:.0f} MB |")
-    if chunk:
-        setting = f"{args.chunk_seconds:g} s windows, {args.context_seconds:g} s context, {chunk['seconds']:.0f} s speech"
-        lines.append(f"| chunked vs whole-file tokens: frames that differ ({setting}) | "
-                     f"{100 * chunk['mismatch']:.3f} % |")
-        lines.append(f"| ... within 1 s of a window boundary / elsewhere | {100 * chunk['mismatch_near']:.3f} % / "
-                     f"{100 * chunk['mismatch_far']:.3f} % |")
-        lines.append(f"| chunked vs whole decode (same codes): SNR of the difference, max abs | "
-                     f"{chunk['decode_snr_db']:.1f} dB, {chunk['decode_max_abs']:.2e} |")
+    for c in chunk or ():
+        setting = f"{args.chunk_seconds:g} s windows, {c['context']:g} s context, {c['seconds']:.0f} s speech"
+        lines.append(f"| chunked vs whole-file tokens: frames that differ ({setting}) | {100 * c['mismatch']:.3f} % |")
+        lines.append(f"| ... within 1 s of a window boundary / elsewhere | {100 * c['mismatch_near']:.3f} % / "
+                     f"{100 * c['mismatch_far']:.3f} % |")
+        if "decode_snr_db" in c:
+            lines.append(f"| chunked vs whole decode, same codes ({c['context']:g} s context): SNR of the "
+                         f"difference, max abs | {c['decode_snr_db']:.1f} dB, {c['decode_max_abs']:.2e} |")
     return "\n".join(lines)
 
 
@@ -296,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-seconds", type=float, default=60.0, help="seconds of speech for the speed runs")
     parser.add_argument("--chunk-audio-seconds", type=float, default=120.0, help="speech for the chunking test")
     parser.add_argument("--chunk-seconds", type=float, default=30.0)
-    parser.add_argument("--context-seconds", type=float, default=2.0)
+    parser.add_argument("--context-seconds", type=float, nargs="+", default=[2.0, 0.0],
+                        help="context lengths to compare (the first is also used for the decode comparison)")
     parser.add_argument("--long-minutes", type=float, default=60.0, help="length of the long file (0: skip)")
     parser.add_argument("--long-time-limit", type=float, default=0.0,
                         help="stop the long-file run after this many wall seconds (0: encode it all)")
