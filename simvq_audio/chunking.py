@@ -15,8 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from .audio.io import AudioInfo, StreamResampler, iter_audio_blocks, load_audio
+from .errors import AudioError
+
+READ_BLOCK_SECONDS = 10.0  # file blocks read at a time when streaming
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,14 @@ class StreamChunker:
         return [self._emit(chunk) for chunk in plan if chunk.keep_start >= self._next_keep]
 
 
+def check_length(n_samples: int, hop: int, sample_rate: int, label: str) -> None:
+    """``AudioError`` for audio with no samples or shorter than one frame (``hop`` samples)."""
+    if n_samples == 0:
+        raise AudioError(f"{label}: contains no samples (empty audio)")
+    if n_samples < hop:
+        raise AudioError(f"{label}: shorter than one frame ({n_samples} samples < hop {hop} at {sample_rate} Hz)")
+
+
 def iter_windows(blocks: Iterator[np.ndarray], chunker: StreamChunker) -> Iterator[tuple[Chunk, np.ndarray]]:
     """All windows of a block stream, lazily."""
     for block in blocks:
@@ -162,3 +176,43 @@ def batch_groups(sizes: list[int], batch_size: int, max_batch_samples: int) -> l
     if current:
         groups.append(current)
     return groups
+
+
+class FileWindows:
+    """The windows of one audio file at a model's rate and channel count, as ``(Chunk, samples [C, n])``.
+
+    Files that fit in one window are read whole (``load_audio``); longer ones are streamed from disk
+    in blocks, downmixed and resampled exactly on the fly (``StreamResampler``), so they never sit in
+    memory. Either way the windows equal ``split_samples`` on the whole converted signal. After
+    iteration, ``n_samples`` (model rate) and ``original_n_samples`` (file rate) are set.
+    Raises ``AudioError`` (naming the file) while iterating.
+    """
+
+    def __init__(self, path: Path, info: AudioInfo, sample_rate: int, channels: int, hop: int,
+                 chunk_frames: int, context_frames: int):
+        self.path, self.info = Path(path), info
+        self.sample_rate, self.channels, self.hop = sample_rate, channels, hop
+        self.chunk_frames, self.context_frames = chunk_frames, context_frames
+        self.n_samples = 0
+        self.original_n_samples = 0
+
+    def __iter__(self) -> Iterator[tuple[Chunk, np.ndarray]]:
+        expected = int(self.info.frames * self.sample_rate / self.info.sample_rate)
+        if n_frames_for(expected, self.hop) <= self.chunk_frames:
+            audio = load_audio(self.path, self.sample_rate, self.channels)
+            self.n_samples, self.original_n_samples = audio.samples.shape[-1], audio.original_n_samples
+            check_length(self.n_samples, self.hop, self.sample_rate, str(self.path))
+            yield from split_samples(audio.samples, self.hop, self.chunk_frames, self.context_frames)
+            return
+        chunker = StreamChunker(self.hop, self.chunk_frames, self.context_frames, self.channels)
+        yield from iter_windows(self._blocks(chunker), chunker)
+        self.n_samples = chunker.n_samples
+
+    def _blocks(self, chunker: StreamChunker) -> Iterator[np.ndarray]:
+        resampler = StreamResampler(self.info.sample_rate, self.sample_rate, self.channels)
+        block_samples = max(1, int(READ_BLOCK_SECONDS * self.info.sample_rate))
+        for block in iter_audio_blocks(self.path, block_samples, channels=self.channels):
+            self.original_n_samples += block.shape[-1]
+            yield resampler.process(block)
+        yield resampler.process(np.zeros((self.channels, 0), np.float32), last=True)
+        check_length(chunker.n_samples, self.hop, self.sample_rate, str(self.path))

@@ -23,15 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio.io import (
-    AudioInfo,
-    StreamResampler,
-    iter_audio_blocks,
-    load_audio,
-    read_audio_info,
-    to_model_format,
+from .audio.io import StreamResampler, read_audio_info, to_model_format
+from .chunking import (
+    Chunk,
+    FileWindows,
+    batch_groups,
+    check_length,
+    n_frames_for,
+    plan_chunks,
+    split_samples,
 )
-from .chunking import Chunk, StreamChunker, batch_groups, iter_windows, n_frames_for, plan_chunks, split_samples
 from .errors import AudioError, SimVQError, TokenFileError
 from .models.codec import SimVQCodec
 from .tokens.format import TokenFile, TokenHeader, codes_dtype, read_tokens, write_tokens
@@ -41,7 +42,6 @@ DEFAULT_CONTEXT_SECONDS = 2.0
 # Zero-padded audio per forward pass. Activations of the default-size model take ~10 MB per second
 # of 16 kHz audio in float32, so 60 s keeps CPU encoding of any file length near 1 GB of RSS.
 DEFAULT_MAX_BATCH_SECONDS = {"cpu": 60.0, "cuda": 240.0}
-_READ_BLOCK_SECONDS = 10.0
 
 Progress = Callable[[float], None]
 
@@ -61,19 +61,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 @dataclass
 class _FileJob:
-    """Bookkeeping for one file of ``encode_files``: kept codes by first frame, windows in flight."""
+    """Bookkeeping for one file of ``encode_files``: its windows, kept codes by first frame, windows in flight."""
 
     path: Path
-    info: AudioInfo
+    windows: FileWindows
     parts: dict[int, torch.Tensor] = field(default_factory=dict)
     outstanding: int = 0
     read_done: bool = False
-    n_samples: int = 0
-    original_n_samples: int = 0
 
 
 class Tokenizer:
     """Encode audio to integer tokens and decode them back with a ``SimVQCodec``.
+
+    Every model call runs under ``torch.inference_mode()``; what comes back is ordinary CPU tensors
+    or numpy arrays (safe to modify, whatever the device).
 
     Args:
         model: the codec (moved to ``device`` and put in eval mode).
@@ -200,11 +201,7 @@ class Tokenizer:
         return samples
 
     def _check_length(self, n: int, label: str) -> None:
-        if n == 0:
-            raise AudioError(f"{label}: contains no samples (empty audio)")
-        if n < self.hop_length:
-            raise AudioError(f"{label}: shorter than one frame ({n} samples < hop {self.hop_length} at "
-                             f"{self.sample_rate} Hz)")
+        check_length(n, self.hop_length, self.sample_rate, label)
 
     def encode(self, wav, sample_rate: int | Sequence[int] | None = None, batch_size: int | None = None):
         """Audio -> codes ``LongTensor [n_q, ceil(N / hop)]`` (N: samples at the model rate).
@@ -291,42 +288,18 @@ class Tokenizer:
             codebook_size=self.codebook_size,
             n_codebooks=self.n_codebooks,
             n_frames=n_frames,
-            n_samples=job.n_samples,
-            original_sample_rate=job.info.sample_rate,
-            original_n_samples=job.original_n_samples,
+            n_samples=job.windows.n_samples,
+            original_sample_rate=job.windows.info.sample_rate,
+            original_n_samples=job.windows.original_n_samples,
             channels=self.channels,
-            original_channels=job.info.channels,
+            original_channels=job.windows.info.channels,
             dtype=np.dtype(codes_dtype(self.codebook_size)).name,
             source=job.path.name,
         )
 
-    def _file_windows(self, job: _FileJob) -> Iterator[tuple[Chunk, np.ndarray]]:
-        """Windows of one file at the model format; short files are read whole, long ones streamed."""
-        info, hop = job.info, self.hop_length
-        expected = info.frames * self.sample_rate / info.sample_rate
-        if n_frames_for(int(expected), hop) <= self.chunk_frames:
-            audio = load_audio(job.path, self.sample_rate, self.channels)
-            job.n_samples, job.original_n_samples = audio.samples.shape[-1], audio.original_n_samples
-            self._check_length(job.n_samples, str(job.path))
-            yield from split_samples(audio.samples, hop, self.chunk_frames, self.context_frames)
-            return
-        resampler = StreamResampler(info.sample_rate, self.sample_rate, self.channels)
-        chunker = StreamChunker(hop, self.chunk_frames, self.context_frames, self.channels)
-        block_samples = max(1, int(_READ_BLOCK_SECONDS * info.sample_rate))
-
-        def blocks() -> Iterator[np.ndarray]:
-            for block in iter_audio_blocks(job.path, block_samples, channels=self.channels):
-                job.original_n_samples += block.shape[-1]
-                yield resampler.process(block)
-            yield resampler.process(np.zeros((self.channels, 0), np.float32), last=True)
-            self._check_length(chunker.n_samples, str(job.path))
-
-        yield from iter_windows(blocks(), chunker)
-        job.n_samples = chunker.n_samples
-
     def _finish_job(self, job: _FileJob) -> TokenFile:
         codes = torch.cat([job.parts[k] for k in sorted(job.parts)], dim=-1)
-        expected = n_frames_for(job.n_samples, self.hop_length)
+        expected = n_frames_for(job.windows.n_samples, self.hop_length)
         if codes.shape[-1] != expected:  # a bug, not an input problem
             raise RuntimeError(f"{job.path}: {codes.shape[-1]} frames assembled, expected {expected}")
         array = codes.numpy().astype(codes_dtype(self.codebook_size))
@@ -346,14 +319,16 @@ class Tokenizer:
         for path in paths:
             path = Path(path)
             try:
-                jobs.append(_FileJob(path, read_audio_info(path)))
+                windows = FileWindows(path, read_audio_info(path), self.sample_rate, self.channels,
+                                      self.hop_length, self.chunk_frames, self.context_frames)
+                jobs.append(_FileJob(path, windows))
             except AudioError as exc:
                 yield path, exc
-        jobs.sort(key=lambda j: j.info.duration)
+        jobs.sort(key=lambda j: j.windows.info.duration)
         pending: list[tuple[_FileJob, Chunk, np.ndarray]] = []
         for job in jobs:
             try:
-                for chunk, window in self._file_windows(job):
+                for chunk, window in job.windows:
                     widest = max([window.shape[-1]] + [p[2].shape[-1] for p in pending])
                     if pending and (len(pending) + 1) * widest > self.max_batch_samples:
                         yield from self._flush(pending, on_progress)
