@@ -203,3 +203,15 @@ def test_from_pretrained(model, tmp_path):
     assert tk.model_id == model.model_id and tk.batch_size == 2
     x = noise(4000)
     assert torch.equal(tk.encode(x), Tokenizer(model).encode(x))
+
+
+def test_streamed_file_failing_midway_does_not_stop_the_others(model, tmp_path):
+    x = noise(16000 * 12, seed=6)
+    x[16000 * 11] = np.nan  # in the second 10 s block read from disk: windows before it are already encoded
+    sf.write(tmp_path / "late_nan.wav", x, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "good.wav", noise(3000), 16000)
+    tk = Tokenizer(model, chunk_seconds=2.0, context_seconds=0.05, batch_size=2)
+    results = dict(tk.encode_files([tmp_path / "late_nan.wav", tmp_path / "good.wav"]))
+    assert isinstance(results[tmp_path / "good.wav"], TokenFile)
+    error = results[tmp_path / "late_nan.wav"]
+    assert isinstance(error, AudioError) and "NaN" in str(error)
