@@ -145,6 +145,24 @@ def test_resume_with_another_model_is_a_clear_error(trained, tmp_path):
         Trainer(cfg).resume()
 
 
+def test_cli_train_and_export(tmp_path, capsys):
+    from simvq_audio.cli import main
+
+    fresh_accelerate()
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIG), *TINY, f"logging.dir={run_dir}", "training.max_steps=1",
+                 "training.discriminator_start_step=0", "--resume", "none"]) == 0
+    assert [c.name for c in list_checkpoints(run_dir / "checkpoints")] == ["step-00000001"]
+    assert main(["export", str(run_dir), "-o", str(tmp_path / "model")]) == 0
+    assert SimVQCodec.from_pretrained(tmp_path / "model").sample_rate == 16000
+    capsys.readouterr()
+    assert main(["train", "--config", str(CONFIG), "training.max_stepz=1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("simvq-audio train: error:") and "training.max_stepz" in err and "\n" not in err
+    assert main(["export", str(tmp_path / "nothing"), "-o", str(tmp_path / "m2")]) == 1
+    assert "no such checkpoint" in capsys.readouterr().err
+
+
 def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
     out = {f"g.{k}": v for k, v in trainer.unwrapped_generator.state_dict().items()}
     out.update({f"d.{k}": v for k, v in trainer.accelerator.unwrap_model(trainer.discriminator).state_dict().items()})

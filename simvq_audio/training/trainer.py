@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..configs import to_dict
 from ..discriminators import build_discriminator
 from ..errors import SimVQError
+from ..fileio import atomic_write_text
 from ..models.codec import SimVQCodec
 from ..quantization.tracker import CodeUsageTracker
 from .checkpoint import CONFIG_NAME, EMA_DIR, CheckpointError, TrainState, resolve_resume, save_checkpoint
@@ -146,7 +147,7 @@ class Trainer:
         if self.logger is None:
             self.logger = RunLogger(acc, Path(cfg.logging.dir), to_dict(cfg))
             if acc.is_main_process:
-                (Path(cfg.logging.dir) / "config.yaml").write_text(config_to_yaml(cfg))
+                atomic_write_text(Path(cfg.logging.dir) / "config.yaml", config_to_yaml(cfg))
         if self.resumed_from is None:
             self.resume()
         if len(self.train_loader) == 0:
