@@ -148,7 +148,7 @@ def test_fingerprint_mismatch_raises():
 def test_state_dict_holds_no_frozen_codebook():
     q = SimVQ(16, 512, seed=0)
     state = q.state_dict()
-    assert set(state) == {"proj.weight", "proj.bias", "codebook_fingerprint"}
+    assert set(state) == {"proj.weight", "proj.bias", "codebook_fingerprint", "initialized"}
     assert all(v.numel() < 512 * 16 for v in state.values())
     assert "base_codebook" in SimVQ(16, 512, train_codebook=True).state_dict()
 

@@ -72,7 +72,7 @@ class CodebookQuantizer(nn.Module):
     """
 
     def __init__(self, dim: int, codebook_size: int, beta: float = 0.25,
-                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS):
+                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False):
         super().__init__()
         if dim < 1 or codebook_size < 2:
             raise ValueError(f"need dim >= 1 and codebook_size >= 2, got {dim} and {codebook_size}")
@@ -80,6 +80,9 @@ class CodebookQuantizer(nn.Module):
         self.codebook_size = codebook_size
         self.beta = beta
         self.max_block_elements = max_block_elements
+        self.data_init = data_init
+        # Persistent so that a resumed or loaded model is never re-initialised.
+        self.register_buffer("initialized", torch.tensor(not data_init))
 
     # -- to be defined by subclasses -------------------------------------------------
     def codebook(self) -> torch.Tensor:
@@ -91,6 +94,42 @@ class CodebookQuantizer(nn.Module):
 
     def update_codebook(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         """Hook for non-gradient codebook updates (EMA); called in training only."""
+
+    def init_from_moments(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """Place the codebook so its entries follow ``N(mean, scale scale^T)``.
+
+        ``mean [d]`` and ``scale [d, d]`` (a Cholesky factor of the latents' covariance)
+        are float32. Called once, on the first training batch, when ``data_init`` is set.
+        """
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _data_init(self, flat: torch.Tensor) -> None:
+        """Match the codebook to the first batch's latent mean and covariance.
+
+        At initialisation a random codebook and the encoder's latents live at different
+        scales, so every frame picks the same code and plain nearest-neighbour training
+        never recovers (EnCodec initialises with k-means for the same reason). Moment
+        matching gives SimVQ a codebook ``W C + b`` spread like the data, and plain VQ the
+        very same starting codebook, so ablations compare the learning rule alone.
+        Statistics are summed over processes, so every replica computes the same codebook.
+        """
+        x = flat.detach().float()
+        stats = torch.cat([x.sum(0), (x.t() @ x).reshape(-1), x.new_tensor([x.shape[0]])])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(stats)
+        d = self.dim
+        n = stats[-1].clamp(min=1.0)
+        mean = stats[:d] / n
+        cov = stats[d:-1].view(d, d) / n - torch.outer(mean, mean)
+        cov = 0.5 * (cov + cov.t())
+        jitter = 1e-4 * cov.diagonal().mean().clamp(min=1e-12) + 1e-10
+        eye = torch.eye(d, device=cov.device)
+        scale, info = torch.linalg.cholesky_ex(cov + jitter * eye)
+        if int(info) != 0:  # not positive definite even with jitter: fall back to per-dim scales
+            scale = torch.diag((cov.diagonal().clamp(min=0) + jitter).sqrt())
+        self.init_from_moments(mean, scale)
+        self.initialized.fill_(True)
 
     # -- shared ------------------------------------------------------------------------
     def _check(self, z: torch.Tensor) -> None:
@@ -122,6 +161,8 @@ class CodebookQuantizer(nn.Module):
         b, d, t = z.shape
         flat = z.transpose(1, 2).reshape(-1, d)
         mask = check_mask(mask, b, t)
+        if self.training and not bool(self.initialized):
+            self._data_init(flat if mask is None else flat[mask.reshape(-1)])
         codes_flat = nearest_codes(flat, self.codebook(), self.max_block_elements)
         codes = codes_flat.view(b, t)
         # Look up before any EMA update so the output uses the codebook the search saw

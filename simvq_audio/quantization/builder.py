@@ -31,6 +31,9 @@ class QuantizerConfig:
     beta: float = 0.25
     ema_decay: float = 0.99
     quantizer_dropout: float = 0.0
+    # Match the codebook to the first training batch's latent mean/covariance (see
+    # CodebookQuantizer._data_init); without it a codec's codebook collapses to one code.
+    data_init: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -46,10 +49,11 @@ def build_stage(cfg: QuantizerConfig, index: int = 0) -> CodebookQuantizer:
     seed = cfg.seed + index
     if cfg.kind == "simvq":
         return SimVQ(cfg.dim, cfg.codebook_size, bias=cfg.bias, train_codebook=cfg.train_codebook, seed=seed,
-                     beta=cfg.beta)
+                     beta=cfg.beta, data_init=cfg.data_init)
     if cfg.kind == "vq":
-        return VectorQuantizer(cfg.dim, cfg.codebook_size, seed=seed, beta=cfg.beta)
-    return EMAVectorQuantizer(cfg.dim, cfg.codebook_size, decay=cfg.ema_decay, seed=seed, beta=cfg.beta)
+        return VectorQuantizer(cfg.dim, cfg.codebook_size, seed=seed, beta=cfg.beta, data_init=cfg.data_init)
+    return EMAVectorQuantizer(cfg.dim, cfg.codebook_size, decay=cfg.ema_decay, seed=seed, beta=cfg.beta,
+                              data_init=cfg.data_init)
 
 
 def build_quantizer(cfg: QuantizerConfig) -> ResidualQuantizer:

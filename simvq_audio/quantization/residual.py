@@ -124,10 +124,11 @@ class ResidualSimVQ(ResidualQuantizer):
     """
 
     def __init__(self, dim: int, codebook_size: int, n_q: int, quantizer_dropout: float = 0.0, bias: bool = True,
-                 train_codebook: bool = False, seed: int = 0, beta: float = 0.25):
+                 train_codebook: bool = False, seed: int = 0, beta: float = 0.25, data_init: bool = False):
         if n_q < 1:
             raise ValueError(f"n_q must be >= 1, got {n_q}")
-        stages = [SimVQ(dim, codebook_size, bias=bias, train_codebook=train_codebook, seed=seed + i, beta=beta)
+        stages = [SimVQ(dim, codebook_size, bias=bias, train_codebook=train_codebook, seed=seed + i, beta=beta,
+                        data_init=data_init)
                   for i in range(n_q)]
         super().__init__(stages, quantizer_dropout)
         self.seed = int(seed)

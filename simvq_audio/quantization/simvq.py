@@ -46,6 +46,9 @@ class SimVQ(CodebookQuantizer):
         train_codebook: also learn ``C`` (then ``C`` is stored in checkpoints).
         seed: seed of the frozen codebook; checkpoints store a fingerprint of ``C``, not ``C``.
         beta: weight of the commitment term in ``QuantizerOutput.loss``.
+        data_init: on the first training batch, set ``W`` and ``b`` so that ``W(C)`` has the
+            latents' mean and covariance (see ``CodebookQuantizer._data_init``); off by
+            default here (the paper's initialisation), on by default in ``QuantizerConfig``.
     """
 
     def __init__(
@@ -57,8 +60,9 @@ class SimVQ(CodebookQuantizer):
         seed: int = 0,
         beta: float = 0.25,
         max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS,
+        data_init: bool = False,
     ):
-        super().__init__(dim, codebook_size, beta, max_block_elements)
+        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init)
         self.seed = int(seed)
         self.train_codebook = train_codebook
         base = frozen_codebook(codebook_size, dim, seed)
@@ -70,6 +74,14 @@ class SimVQ(CodebookQuantizer):
         self.proj = nn.Linear(dim, dim, bias=bias)
         self._cache: torch.Tensor | None = None
         self._cache_key: tuple | None = None
+
+    @torch.no_grad()
+    def init_from_moments(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        # C has covariance I/d, so W = sqrt(d) * scale gives W C the covariance scale scale^T.
+        self.proj.weight.copy_(scale * self.dim**0.5)
+        if self.proj.bias is not None:
+            self.proj.bias.copy_(mean)
+        self._cache = None
 
     def _key(self) -> tuple:
         params = [self.proj.weight, self.base_codebook] + ([self.proj.bias] if self.proj.bias is not None else [])

@@ -15,17 +15,28 @@ from .base import CodebookQuantizer
 from .search import DEFAULT_MAX_BLOCK_ELEMENTS
 
 
+def _moment_matched(unit: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Rows of ``unit [K, d]`` (covariance I/d) mapped to covariance ``scale scale^T`` around ``mean``."""
+    return unit.float() @ (scale * unit.shape[1] ** 0.5).t() + mean
+
+
 class VectorQuantizer(CodebookQuantizer):
     """Plain VQ with a learned codebook ``[K, d]`` initialised like SimVQ's (std ``d ** -0.5``)."""
 
     def __init__(self, dim: int, codebook_size: int, seed: int = 0, beta: float = 0.25,
-                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS):
-        super().__init__(dim, codebook_size, beta, max_block_elements)
+                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False):
+        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init)
         generator = torch.Generator().manual_seed(int(seed))
         self.embedding = nn.Parameter(torch.randn(codebook_size, dim, generator=generator) * dim**-0.5)
 
     def codebook(self) -> torch.Tensor:
         return self.embedding.detach()
+
+    @torch.no_grad()
+    def init_from_moments(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        # The same affine map SimVQ's data init applies to its frozen codebook, so with one
+        # seed both quantizers start from identical code vectors.
+        self.embedding.copy_(_moment_matched(self.embedding, mean, scale))
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         return self.embedding[codes]
@@ -40,8 +51,8 @@ class EMAVectorQuantizer(CodebookQuantizer):
     """
 
     def __init__(self, dim: int, codebook_size: int, decay: float = 0.99, eps: float = 1e-5, seed: int = 0,
-                 beta: float = 0.25, max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS):
-        super().__init__(dim, codebook_size, beta, max_block_elements)
+                 beta: float = 0.25, max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False):
+        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init)
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
         self.decay = decay
@@ -54,6 +65,12 @@ class EMAVectorQuantizer(CodebookQuantizer):
 
     def codebook(self) -> torch.Tensor:
         return self.embedding
+
+    @torch.no_grad()
+    def init_from_moments(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        self.embedding.copy_(_moment_matched(self.embedding, mean, scale))
+        self.embedding_sum.copy_(self.embedding)
+        self.cluster_size.fill_(1.0)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         return self.embedding[codes]
