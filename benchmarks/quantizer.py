@@ -174,6 +174,8 @@ def run_isolated(impl: str, args, k: int, d: int) -> dict:
     big = k * d > SMALL
     cmd = [sys.executable, __file__, "--worker", impl, str(k), str(d), "--n", str(args.n), "--device", args.device,
            "--repeats", str(args.large_repeats if big else args.repeats), "--warmup", str(0 if big else 1)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -239,16 +241,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-repeats", type=int, default=1, help="timed repeats (no warm-up) for large K * d")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds allowed per configuration")
     parser.add_argument("--max-kd", type=int, help="list configurations with K * d above this as not run (time)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 is steadier "
+                        "on a shared machine")
     parser.add_argument("--append", type=Path, help="append the table to this Markdown file")
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "K", "D"), help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         impl, k, d = args.worker[0], int(args.worker[1]), int(args.worker[2])
         print(json.dumps(run_one(impl, args.n, k, d, args.device, args.repeats, args.warmup)), flush=True)
         return 0
-    import torch
-
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.time()
