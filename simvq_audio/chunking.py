@@ -13,6 +13,9 @@ Units: ``Chunk`` fields are frames; sample positions are ``frame * hop``.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +141,28 @@ class StreamChunker:
             return []
         plan = plan_chunks(n_frames_for(n, self.hop), self.chunk_frames, self.context_frames)
         return [self._emit(chunk) for chunk in plan if chunk.keep_start >= self._next_keep]
+
+
+@functools.cache
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to do
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the last batch back to the operating system (glibc ``malloc_trim``).
+
+    Without it, glibc keeps freed activation buffers in its heap and fragments it: over an hour
+    of audio in 30 s windows the resident set grows by hundreds of MB although nothing is live
+    (measured on a small model: 322 -> 608 MB without trimming, flat at ~270 MB with it). Costs ~1 ms.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def check_length(n_samples: int, hop: int, sample_rate: int, label: str) -> None:

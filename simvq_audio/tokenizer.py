@@ -31,6 +31,7 @@ from .chunking import (
     check_length,
     n_frames_for,
     plan_chunks,
+    release_freed_memory,
     split_samples,
 )
 from .errors import AudioError, SimVQError, TokenFileError
@@ -174,6 +175,7 @@ class Tokenizer:
         mask = None if len(set(lengths)) == 1 else torch.tensor(lengths)
         with torch.inference_mode():
             codes = self._model.encode(x.to(self._device), lengths=mask).cpu()
+        release_freed_memory()
         return [codes[i, :, : n_frames_for(n, self.hop_length)] for i, n in enumerate(lengths)]
 
     def _decode_windows(self, windows: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -185,6 +187,7 @@ class Tokenizer:
         mask = None if len(set(frames)) == 1 else torch.tensor(frames)
         with torch.inference_mode():
             audio = self._model.decode(codes.to(self._device), frame_lengths=mask).float().cpu()
+        release_freed_memory()
         return [audio[i, :, : t * self.hop_length] for i, t in enumerate(frames)]
 
     def _groups(self, sizes: list[int], batch_size: int | None = None) -> list[list[int]]:
