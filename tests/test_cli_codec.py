@@ -182,6 +182,14 @@ def test_output_that_is_an_input_is_refused(run, tmp_path):
     assert (tmp_path / "a.wav").read_bytes() == before
 
 
+def test_several_inputs_need_an_output_folder(run, tmp_path):
+    write_noise(tmp_path / "a.wav", 3000)
+    write_noise(tmp_path / "b.wav", 3000)
+    code, _, err = run("encode", tmp_path / "a.wav", tmp_path / "b.wav", "-o", tmp_path / "x.svqt")
+    assert code != 0 and not (tmp_path / "x.svqt").exists()
+    _one_error(err, "x.svqt", "need an output folder")
+
+
 def test_folder_run_reports_every_failure_and_continues(run, tmp_path):
     write_noise(tmp_path / "in" / "good.wav", 3000)
     write_noise(tmp_path / "in" / "short.wav", 5)

@@ -112,6 +112,8 @@ def plan_jobs(found: list[tuple[Path, Path | None]], output: Path, suffix: str,
             raise SimVQError(f"{output}: output file must end in {' or '.join(file_suffixes)} "
                              f"(or name a folder)")
         return [Job(found[0][0], output)]
+    if output.suffix.lower() in file_suffixes and not output.is_dir():
+        raise SimVQError(f"{output}: names a file, but {len(found)} inputs (or a folder) need an output folder")
     jobs, seen = [], {}
     for src, root in found:
         relative = src.relative_to(root) if root is not None else Path(src.name)
