@@ -14,6 +14,7 @@ from simvq_audio.training.checkpoint import EMA_DIR, CheckpointError, latest_che
 from simvq_audio.training.config import load_config
 from simvq_audio.training.export import export_checkpoint
 from simvq_audio.training.guard import NonFiniteError
+from simvq_audio.training.levels import set_levels
 from simvq_audio.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +74,7 @@ def fixed_batch(trainer: Trainer, n: int = 4) -> tuple[torch.Tensor, torch.Tenso
 @torch.no_grad()
 def mel_on(trainer: Trainer, batch) -> float:
     audio, lengths = batch
+    audio = set_levels(audio, lengths, torch.full((audio.shape[0],), -23.0))  # as training sees it
     gen = trainer.unwrapped_generator
     was = gen.training
     gen.eval()
@@ -107,6 +109,10 @@ def test_smoke_mel_falls(trained):
     assert [r["step"] for r in train_rows] == list(range(1, 25))
     assert all(math.isfinite(r["loss/generator"]) and r["lr/generator"] == pytest.approx(0.003) for r in train_rows)
     assert "loss/discriminator" not in train_rows[-1]  # discriminators start at step 1000
+    mel = [r["loss/mel"] for r in train_rows]
+    assert sum(mel[-5:]) < 0.8 * sum(mel[:5]), mel
+    # Level-normalised crops keep the codebook from collapsing onto one code at the start.
+    assert max(r["codebook/utilization"] for r in train_rows[-5:]) > 4 / 64, [r["codebook/utilization"] for r in train_rows]
     val = [r for r in rows if "val/mel_distance" in r]
     assert len(val) == 1 and val[0]["step"] == 24
     assert 0.0 < val[0]["val/codebook_utilization"] <= 1.0 and math.isfinite(val[0]["val/stoi"])

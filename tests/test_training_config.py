@@ -213,3 +213,28 @@ def test_checkpoint_listing(tmp_path):
     again = TrainState()
     again.load_state_dict(state.state_dict())
     assert again == state
+
+
+# -- levels -------------------------------------------------------------------------------
+def test_levels():
+    from simvq_audio.training.config import DataConfig
+    from simvq_audio.training.levels import draw_levels, rms_db, set_levels
+
+    torch.manual_seed(0)
+    audio = torch.randn(3, 1, 1000) * torch.tensor([1e-2, 1e-1, 1e-6])[:, None, None]
+    audio[0, :, 500:] = 0.0  # padding after 500 valid samples
+    lengths = torch.tensor([500, 1000, 1000])
+    out = set_levels(audio, lengths, torch.tensor([-20.0, -20.0, -20.0]), max_boost_db=40.0)
+    levels = rms_db(out, lengths)
+    assert levels[:2].tolist() == pytest.approx([-20.0, -20.0], abs=1e-3)
+    assert levels[2].item() == pytest.approx(rms_db(audio, lengths)[2].item() + 40.0, abs=1e-3)  # capped boost
+    assert torch.all(out[0, :, 500:] == 0)
+    cfg = DataConfig(train_manifest="x", loudness_db=(-30.0, -16.0), gain_db=(-6.0, 0.0))
+    a = draw_levels(cfg, 64, seed=1, epoch=2, index=3, rank=0)
+    assert torch.equal(a, draw_levels(cfg, 64, seed=1, epoch=2, index=3, rank=0))
+    assert not torch.equal(a, draw_levels(cfg, 64, seed=1, epoch=2, index=4, rank=0))
+    assert not torch.equal(a, draw_levels(cfg, 64, seed=1, epoch=2, index=3, rank=1))
+    assert a.min() >= -36.0 and a.max() <= -16.0
+    assert draw_levels(DataConfig(train_manifest="x", loudness_db=None), 4, 0, 0, 0, 0) is None
+    with pytest.raises(ValueError, match="loudness_db"):
+        DataConfig(train_manifest="x", loudness_db=(-10.0, -20.0))

@@ -77,7 +77,9 @@ class OptimizerConfig:
 class DataConfig:
     """Training data. Manifests are JSONL (``path`` relative to the manifest, ``duration``).
 
-    ``gain_db``: random gain range applied to each crop (``null``: none).
+    ``loudness_db``: each crop is scaled to an RMS level drawn uniformly from this range
+    (dB re full scale; boost capped at ``max_boost_db``); ``null`` keeps the recorded levels.
+    ``gain_db``: a further random gain range (dB) per crop (``null``: none).
     ``min_duration``: skip shorter files (seconds).
     """
 
@@ -87,11 +89,17 @@ class DataConfig:
     batch_size: int = 16
     num_workers: int = 4
     gain_db: tuple[float, float] | None = None
+    loudness_db: tuple[float, float] | None = (-30.0, -16.0)
+    max_boost_db: float = 40.0
     min_duration: float = 0.0
 
     def __post_init__(self) -> None:
         if self.segment_seconds <= 0:
             raise ValueError(f"segment_seconds must be positive, got {self.segment_seconds}")
+        for name in ("gain_db", "loudness_db"):
+            value = getattr(self, name)
+            if value is not None and value[0] > value[1]:
+                raise ValueError(f"{name} must be [low, high] with low <= high, got {list(value)}")
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("batch_size must be >= 1 and num_workers >= 0")
 

@@ -51,7 +51,9 @@ def build_train_loader(cfg: DataConfig, sample_rate: int, channels: int, seed: i
     if len(entries) < cfg.batch_size:
         raise SimVQError(f"{cfg.train_manifest}: {len(entries)} usable files, fewer than one batch "
                          f"(data.batch_size={cfg.batch_size})")
-    dataset = AudioDataset(entries, sample_rate, cfg.segment_seconds, channels=channels, gain_db=cfg.gain_db,
+    # With loudness normalisation on, the trainer applies gain_db after it (see levels.py).
+    gain_db = cfg.gain_db if cfg.loudness_db is None else None
+    dataset = AudioDataset(entries, sample_rate, cfg.segment_seconds, channels=channels, gain_db=gain_db,
                            seed=seed, random_crop=True)
     return DataLoader(
         dataset,

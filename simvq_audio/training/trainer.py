@@ -31,6 +31,7 @@ from .checkpoint import CONFIG_NAME, EMA_DIR, CheckpointError, TrainState, resol
 from .config import AdamWConfig, TrainConfig, config_to_yaml
 from .ema import EMA
 from .guard import NonFiniteGuard
+from .levels import draw_levels, set_levels
 from .loaders import build_train_loader, set_data_epoch
 from .objective import CodecObjective, frozen
 from .schedule import make_scheduler
@@ -184,6 +185,10 @@ class Trainer:
         use_d = self.state.step >= cfg.training.discriminator_start_step
         with acc.accumulate(self.generator, self.discriminator):
             real, lengths = batch["audio"].float(), batch["lengths"]
+            levels = draw_levels(cfg.data, real.shape[0], cfg.training.seed, self.state.epoch,
+                                 self.state.batch_in_epoch, acc.process_index)
+            if levels is not None:
+                real = set_levels(real, lengths, levels, cfg.data.max_boost_db)
             out = self.generator(real, lengths)
             mask = torch.arange(real.shape[-1], device=real.device)[None, None, :] < lengths[:, None, None]
             fake = out.audio.float() * mask  # the loss ignores the zero padding of short files
