@@ -196,7 +196,9 @@ class Tokenizer:
     # -- in memory ---------------------------------------------------------------------------------
     def _prepare(self, wav, sample_rate: int | None, label: str) -> np.ndarray:
         if isinstance(wav, torch.Tensor):
-            wav = wav.detach().cpu().float().numpy()
+            wav = wav.detach().cpu()
+            # Integer PCM stays integer so that to_model_format scales it; half/bfloat16 become float32.
+            wav = (wav.float() if wav.is_floating_point() else wav).numpy()
         samples = to_model_format(np.asarray(wav), sample_rate or self.sample_rate, self.sample_rate, self.channels)
         if not np.isfinite(samples).all():
             raise AudioError(f"{label}: contains NaN or infinite samples")
@@ -235,7 +237,7 @@ class Tokenizer:
         return [torch.cat([p[k] for k in sorted(p)], dim=-1) for p in parts]
 
     def _check_codes(self, codes, label: str) -> torch.Tensor:
-        codes = torch.as_tensor(np.asarray(codes) if not isinstance(codes, torch.Tensor) else codes)
+        codes = torch.as_tensor(np.asarray(codes) if not isinstance(codes, torch.Tensor) else codes).cpu()
         if codes.dim() != 2 or not 1 <= codes.shape[0] <= self.n_codebooks or codes.shape[1] < 1:
             raise TokenFileError(f"{label}: expected codes [n_q <= {self.n_codebooks}, T >= 1], got {tuple(codes.shape)}")
         if codes.is_floating_point() or codes.is_complex():
