@@ -18,7 +18,7 @@ KINDS = ("cosine", "exponential", "constant")
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """Linear warm-up for ``warmup_steps``, then a decay.
+    """Linear warm-up for ``warmup_steps`` (default none, as HiFi-GAN, DAC and SimVQ), then a decay.
 
     ``kind``: ``cosine`` (from 1 down to ``min_factor`` at ``total_steps``), ``exponential``
     (``gamma ** (step - warmup_steps)``, floored at ``min_factor``) or ``constant``.
@@ -26,7 +26,7 @@ class ScheduleConfig:
     """
 
     kind: str = "cosine"
-    warmup_steps: int = 1000
+    warmup_steps: int = 0
     total_steps: int | None = None
     min_factor: float = 0.1
     gamma: float = 0.99999
