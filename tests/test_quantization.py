@@ -164,12 +164,22 @@ def test_residual_simvq_stage_seeds_and_builder_compatibility():
 
 
 # -- search ---------------------------------------------------------------------------------
-def test_chunked_search_equals_brute_force():
+def test_chunked_search_equals_brute_force(monkeypatch):
     gen = torch.Generator().manual_seed(0)
     x, cb = torch.randn(300, D, generator=gen), torch.randn(1000, D, generator=gen)
     expected = brute_force(x, cb)
+    sizes = []
+    real_mm = torch.mm
+
+    def mm(a, b, out=None):
+        sizes.append(a.shape[0] * b.shape[1])
+        return real_mm(a, b, out=out)
+
+    monkeypatch.setattr(torch, "mm", mm)
     for block in (50, 333, 4096, 2**24):  # 50 and 333: many N and K chunks, ragged ends
+        sizes.clear()
         assert torch.equal(nearest_codes(x, cb, max_block_elements=block), expected)
+        assert max(sizes) <= block and (block > 300 * 1000 or len(sizes) > 1)
     # One distance at a time.
     assert torch.equal(nearest_codes(x[:20], cb[:30], max_block_elements=1), brute_force(x[:20], cb[:30]))
 
@@ -196,13 +206,15 @@ def test_search_beyond_65536_codes():
 
 def test_search_runs_in_float32_under_bf16_autocast(monkeypatch):
     seen = []
-    real_addmm = torch.addmm
 
-    def spy(*args, **kwargs):
-        seen.extend(a.dtype for a in args if isinstance(a, torch.Tensor))
-        return real_addmm(*args, **kwargs)
+    def spy(real):
+        def call(*args, **kwargs):
+            seen.extend(a.dtype for a in args if isinstance(a, torch.Tensor))
+            return real(*args, **kwargs)
+        return call
 
-    monkeypatch.setattr(torch, "addmm", spy)
+    for name in ("mm", "addmm", "matmul"):  # whichever product the search uses
+        monkeypatch.setattr(torch, name, spy(getattr(torch, name)))
     # Codes 1e-3 apart: bfloat16 (8 bits of mantissa) cannot tell them apart, float32 can.
     cb = torch.zeros(2, D)
     cb[0, 0], cb[1, 0] = 1.0, 1.001

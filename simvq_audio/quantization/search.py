@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-# Distance blocks hold at most this many float32 values (64 MiB); with the matmul
-# workspace and the running minimum the search stays well under 256 MB for any K or N.
+# Distance blocks hold at most this many float32 values (64 MiB), and so does each codebook
+# chunk; with the matmul workspace the search stays well under 256 MB for any K or N.
 DEFAULT_MAX_BLOCK_ELEMENTS = 2**24
 MAX_CODEBOOK_CHUNK = 2**16
 
@@ -20,7 +20,8 @@ def nearest_codes(
     Args:
         x: ``[N, d]`` vectors (any float dtype; the search runs in float32).
         codebook: ``[K, d]`` code vectors.
-        max_block_elements: largest distance block computed at once (N_chunk * K_chunk).
+        max_block_elements: largest distance block computed at once (N_chunk * K_chunk); codebook
+            chunks hold at most as many values.
 
     Returns:
         ``[N]`` int64 codes in ``[0, K)``.
@@ -34,30 +35,36 @@ def nearest_codes(
     with torch.autocast(device_type=x.device.type, enabled=False), torch.no_grad():
         x = x.detach().float()
         codebook = codebook.detach().float()
-        n, k = x.shape[0], codebook.shape[0]
+        (n, d), k = x.shape, codebook.shape[0]
         codes = torch.empty(n, dtype=torch.long, device=x.device)
         if n == 0:
             return codes
-        # Bound K chunks by the block size too, so a block never exceeds max_block_elements.
-        k_chunk = max(1, min(k, MAX_CODEBOOK_CHUNK, max_block_elements))
-        n_chunk = max(1, max_block_elements // k_chunk)
-        cb_sq = codebook.pow(2).sum(dim=1)
-        for n0 in range(0, n, n_chunk):
-            rows = x[n0 : n0 + n_chunk]
-            best_val = None
-            best_idx = None
-            for k0 in range(0, k, k_chunk):
-                block = codebook[k0 : k0 + k_chunk]
-                # ||x||^2 is constant per row, so argmin over ||c||^2 - 2 x.c suffices.
-                dist = torch.addmm(cb_sq[k0 : k0 + k_chunk], rows, block.t(), beta=1.0, alpha=-2.0)
+        # ||x||^2 is constant per row, so argmin over ||c||^2 - 2 x.c suffices. Both terms come
+        # out of one matmul of [x, 1] by [-2c, ||c||^2]: no separate pass adding ||c||^2 to every
+        # block. K chunks (the outer loop, built once each) and blocks both respect the bound.
+        k_chunk = max(1, min(k, MAX_CODEBOOK_CHUNK, max_block_elements // (d + 1), max_block_elements))
+        n_chunk = max(1, min(n, max_block_elements // k_chunk))
+        rows = x.new_empty(n_chunk, d + 1)
+        rows[:, d] = 1.0
+        block = x.new_empty(n_chunk * k_chunk)  # reused: no page faults for a fresh block each time
+        best = x.new_empty(n)
+        for k0 in range(0, k, k_chunk):
+            chunk = codebook[k0 : k0 + k_chunk]
+            kc = chunk.shape[0]
+            chunk_aug = x.new_empty(kc, d + 1)  # filled in place: no chunk-sized temporaries
+            torch.mul(chunk, -2.0, out=chunk_aug[:, :d])
+            chunk_aug[:, d] = torch.linalg.vector_norm(chunk, dim=1).square_()
+            for n0 in range(0, n, n_chunk):
+                r = min(n_chunk, n - n0)
+                rows[:r, :d].copy_(x[n0 : n0 + r])
+                dist = block[: r * kc].view(r, kc)
+                torch.mm(rows[:r], chunk_aug.t(), out=dist)
                 val, idx = dist.min(dim=1)
-                del dist
-                idx = idx + k0
-                if best_val is None:
-                    best_val, best_idx = val, idx
-                else:
-                    better = val < best_val
-                    best_val = torch.where(better, val, best_val)
-                    best_idx = torch.where(better, idx, best_idx)
-            codes[n0 : n0 + rows.shape[0]] = best_idx
+                if k0 == 0:
+                    best[n0 : n0 + r] = val
+                    codes[n0 : n0 + r] = idx
+                else:  # strict: on a tie the earlier chunk keeps it, as argmin keeps the first index
+                    better = val < best[n0 : n0 + r]
+                    best[n0 : n0 + r] = torch.where(better, val, best[n0 : n0 + r])
+                    codes[n0 : n0 + r] = torch.where(better, idx + k0, codes[n0 : n0 + r])
         return codes
