@@ -96,6 +96,21 @@ def test_projection_gets_gradient_every_step():
         opt.step()
 
 
+def test_lookup_paths_agree_in_value_and_gradient():
+    # Batches with more frames than codes project the whole codebook, smaller ones the rows.
+    q = SimVQ(D, K, seed=0, train_codebook=True).train()
+    codes = torch.randint(0, K, (3, 2 * K), generator=torch.Generator().manual_seed(0))
+    g = torch.randn(3, 2 * K, D)
+    (q.lookup(codes) * g).sum().backward()
+    grads = [p.grad.clone() for p in (q.proj.weight, q.proj.bias, q.base_codebook)]
+    q.zero_grad()
+    rows = torch.cat([q.lookup(codes[i, j:j + K // 2]) for i in range(3) for j in range(0, 2 * K, K // 2)])
+    (rows * g.reshape(-1, D)).sum().backward()
+    for before, p in zip(grads, (q.proj.weight, q.proj.bias, q.base_codebook), strict=True):
+        torch.testing.assert_close(p.grad, before, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rows.reshape(3, 2 * K, D), q.lookup(codes), rtol=0, atol=1e-6)
+
+
 def test_one_step_moves_every_simvq_code_but_only_selected_vq_codes():
     z = latents(b=1, t=5, scale=3.0)
     for q, whole in ((SimVQ(D, 64, seed=0), True), (VectorQuantizer(D, 64, seed=0), False)):

@@ -112,10 +112,13 @@ class SimVQ(CodebookQuantizer):
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         if not self.training and not torch.is_grad_enabled():
             return self.codebook()[codes]
-        # Project only the selected rows: gradient reaches W (and C if trained) without
-        # materialising a K x d graph.
+        # Gradient must reach W (and C if trained): project whichever is smaller, the selected
+        # rows (N x d x d) or the whole codebook (K x d x d, when a batch has more frames than
+        # codes); a large codebook is never projected with a graph.
         with torch.autocast(device_type=codes.device.type, enabled=False):
             b = None if self.proj.bias is None else self.proj.bias.float()
+            if codes.numel() >= self.codebook_size:
+                return F.linear(self.base_codebook.float(), self.proj.weight.float(), b)[codes]
             return F.linear(self.base_codebook[codes].float(), self.proj.weight.float(), b)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
