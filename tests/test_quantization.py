@@ -410,3 +410,22 @@ def test_tracker_rejects_bad_codes():
         t.update(torch.tensor([[1, 2]]), mask=torch.tensor([True]))
     with pytest.raises(ValueError):
         CodeUsageTracker(4, window=0)
+
+
+def _tracker_worker(rank: int, world: int, init_file: str, results) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        t = CodeUsageTracker(4)
+        t.update(torch.tensor([rank, rank]))  # rank 0 uses code 0, rank 1 code 1
+        results[rank] = t.counts().tolist()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_tracker_all_reduces_across_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_tracker_worker, args=(2, str(tmp_path / "pg"), results), nprocs=2, join=True)
+        assert results[0] == results[1] == [2, 2, 0, 0]
