@@ -24,15 +24,6 @@ TINY = DiscriminatorConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they lose a lot."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _check_structure(logits, fmaps, batch: int, n_sub: int, n_layers: int) -> None:
     assert isinstance(logits, list) and isinstance(fmaps, list)
     assert len(logits) == len(fmaps) == n_sub

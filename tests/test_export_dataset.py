@@ -24,15 +24,6 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "speech-lm.md"
 CROPS = (0.15, 0.2, 0.3, 0.25, 0.35, 0.18)  # seconds; the tiny model runs 1000 frames/s
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model is fastest on one thread, and CI machines are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     from simvq_audio.models.codec import CodecConfig, SimVQCodec

@@ -17,15 +17,6 @@ from simvq_audio.losses import (
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they lose a lot."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _pair(length: int = 4000, seed: int = 0, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     t = torch.arange(length) / SR

@@ -18,15 +18,6 @@ from simvq_audio.metrics import METRIC_NAMES, compute_metrics, mel_distance, pes
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they lose a lot."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def speech() -> tuple[np.ndarray, int]:
     """The shortest dev utterance (about 3 s, 16 kHz), cropped to at most 3 s."""
