@@ -75,6 +75,17 @@ def test_decode_encode_equals_forward(kind, train):
     torch.testing.assert_close(out.quantized, decoded, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("t", [3, 40])  # fewer and more frames than codes: both lookup paths
+def test_first_training_batch_with_data_init_uses_the_initialised_codebook(t):
+    q = SimVQ(D, K, seed=0, data_init=True).train()
+    z = latents(b=2, t=t, scale=5.0) + 3.0
+    out = q(z)
+    out.loss.backward()
+    assert bool(q.initialized)
+    assert torch.equal(out.codes, q.encode(z))
+    torch.testing.assert_close(out.quantized, q.decode(out.codes), atol=1e-5, rtol=0)
+
+
 def test_eval_decode_matches_under_no_grad_and_grad():
     q = SimVQ(D, K, seed=1).eval()
     codes = torch.randint(0, K, (2, 9), generator=torch.Generator().manual_seed(0))

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import SimVQError
-from .base import CodebookQuantizer
+from .base import CodebookQuantizer, QuantizerOutput
 from .search import DEFAULT_MAX_BLOCK_ELEMENTS
 
 
@@ -74,6 +74,7 @@ class SimVQ(CodebookQuantizer):
         self.proj = nn.Linear(dim, dim, bias=bias)
         self._cache: torch.Tensor | None = None
         self._cache_key: tuple | None = None
+        self._graph_codebook: torch.Tensor | None = None  # set only inside forward, see there
 
     @torch.no_grad()
     def init_from_moments(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
@@ -93,6 +94,8 @@ class SimVQ(CodebookQuantizer):
         In eval mode it is cached, and recomputed whenever ``W`` or ``C`` change
         (in-place optimiser steps and ``load_state_dict`` bump the tensors' versions).
         """
+        if self._graph_codebook is not None:
+            return self._graph_codebook.detach()
         if self.training:
             self._cache = None
             return self._project_all()
@@ -102,24 +105,39 @@ class SimVQ(CodebookQuantizer):
             self._cache_key = key
         return self._cache
 
+    def _project(self, codebook: torch.Tensor) -> torch.Tensor:
+        """``W(codebook)`` in float32 (also under autocast), with gradient when enabled."""
+        with torch.autocast(device_type=codebook.device.type, enabled=False):
+            b = None if self.proj.bias is None else self.proj.bias.float()
+            return F.linear(codebook.float(), self.proj.weight.float(), b)
+
     @torch.no_grad()
     def _project_all(self) -> torch.Tensor:
-        with torch.autocast(device_type=self.base_codebook.device.type, enabled=False):
-            w = self.proj.weight.float()
-            b = None if self.proj.bias is None else self.proj.bias.float()
-            return F.linear(self.base_codebook.float(), w, b)
+        return self._project(self.base_codebook)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> QuantizerOutput:
+        """As ``CodebookQuantizer.forward``; a training batch with more frames than codes projects
+        the whole codebook once, with its graph, for both the search and the lookup."""
+        if not (self.training and torch.is_grad_enabled() and bool(self.initialized) and z.dim() == 3
+                and z.shape[0] * z.shape[-1] >= self.codebook_size):
+            return super().forward(z, mask)  # (a pending data init changes W first)
+        self._graph_codebook = self._project(self.base_codebook)
+        try:
+            return super().forward(z, mask)
+        finally:
+            self._graph_codebook = None
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        if self._graph_codebook is not None:
+            return self._graph_codebook[codes]
         if not self.training and not torch.is_grad_enabled():
             return self.codebook()[codes]
         # Gradient must reach W (and C if trained): project whichever is smaller, the selected
         # rows (N x d x d) or the whole codebook (K x d x d, when a batch has more frames than
         # codes); a large codebook is never projected with a graph.
-        with torch.autocast(device_type=codes.device.type, enabled=False):
-            b = None if self.proj.bias is None else self.proj.bias.float()
-            if codes.numel() >= self.codebook_size:
-                return F.linear(self.base_codebook.float(), self.proj.weight.float(), b)[codes]
-            return F.linear(self.base_codebook[codes].float(), self.proj.weight.float(), b)
+        if codes.numel() >= self.codebook_size:
+            return self._project(self.base_codebook)[codes]
+        return self._project(self.base_codebook[codes])
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
