@@ -21,7 +21,8 @@ used, the perplexity and the reconstruction MSE of the latents. ``N`` held-out f
 use at most ``1 - (1 - 1/K) ** N`` of the codebook even when every code is equally likely:
 that ceiling is printed beside the utilisation. Defaults (100k train frames, 40k dev
 frames, 300 steps of 256 frames, lr 1e-2: the best of 1e-3, 3e-3 and 1e-2 for plain VQ in
-a short sweep at K = 1024 and 8192) take about 5 minutes on one CPU thread.
+a short sweep at K = 1024 and 8192) take about 5 minutes on one CPU thread. ``--data-init``
+starts both codebooks from the project's moment-matching initialisation instead of the paper's.
 
     python benchmarks/utilization.py --threads 1 --append BENCHMARKS.md
 """
@@ -90,11 +91,11 @@ class RandomEncoder:
 
 
 # -- fit and measure --------------------------------------------------------------------------
-def make_quantizer(kind: str, k: int, dim: int, seed: int):
+def make_quantizer(kind: str, k: int, dim: int, seed: int, data_init: bool = False):
     torch.manual_seed(seed)  # W's initialisation
     if kind == "simvq":
-        return SimVQ(dim, k, seed=seed)
-    return VectorQuantizer(dim, k, seed=seed)
+        return SimVQ(dim, k, seed=seed, data_init=data_init)
+    return VectorQuantizer(dim, k, seed=seed, data_init=data_init)
 
 
 class Harness(nn.Module):
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
     parser.add_argument("--train-frames", type=int, default=100_000, help="training frames (10 ms each)")
     parser.add_argument("--dev-frames", type=int, default=40_000, help="held-out frames (10 ms each)")
+    parser.add_argument("--data-init", action="store_true",
+                        help="moment-matching codebook init on the first batch (QuantizerConfig's default) instead "
+                        "of the paper's (Gaussian C, nn.Linear's default W)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 is steadier "
                         "on a shared machine")
@@ -220,25 +224,30 @@ def main(argv: list[str] | None = None) -> int:
         for k in args.sizes:
             for kind in args.kinds:
                 t0 = time.time()
-                harness = Harness(make_quantizer(kind, k, args.dim, args.seed), heads=mode == "heads")
+                harness = Harness(make_quantizer(kind, k, args.dim, args.seed, args.data_init), heads=mode == "heads")
                 final_loss = fit(harness, train, args.steps, args.batch, args.lr, args.seed)
                 row = {"mode": mode, "kind": kind, "K": k, "train_loss": final_loss, **measure(harness, dev)}
                 results.append(row)
                 print(f"{mode:5s} {kind:5s} K={k:6d}: used {100 * row['utilization']:.1f}% (ceiling "
                       f"{100 * row['ceiling']:.1f}%), perplexity {row['perplexity']:.0f}, dev MSE {row['mse']:.5f} "
                       f"({time.time() - t0:.0f} s)", flush=True)
+    init = "data-dependent" if args.data_init else "paper"
+    init_text = ("Codebooks start from moment matching on the first batch (`data_init`, QuantizerConfig's "
+                 "default): the same starting code vectors for both." if args.data_init else
+                 "Codebooks start as in the paper: Gaussian C with std d^-0.5, nn.Linear's default W for SimVQ.")
     header = (
-        "## Codebook utilisation: SimVQ vs plain VQ on speech latents\n\n"
+        f"## Codebook utilisation: SimVQ vs plain VQ on speech latents ({init} initialisation)\n\n"
         f"{datetime.date.today().isoformat()}; {machine()}. Latents: log-mel (16 kHz, 80 mels, hop 160) of "
         f"{len(train)} frames of shared/data/train through a fixed random linear + MLP map to d={args.dim}, "
         f"standardised to per-dim std d^-0.5 (the codebooks' initial scale). {args.steps} Adam steps (lr {args.lr}) "
         f"of {args.batch} random frames. *alone*: the quantizer on the fixed latents, minimising codebook + 0.25 * "
-        f"commitment loss (VQ learns its codebook, SimVQ only W). *heads*: the same quantizer between a learnable "
+        f"commitment loss (VQ learns its codebook, SimVQ only W). {init_text} *heads*: the same quantizer between a learnable "
         f"MLP before it and one after it (d -> 128 -> d, GELU), adding the latents' reconstruction MSE, as an "
         f"encoder would adapt. Measured on {len(dev)} frames of shared/data/dev: used codes; the uniform ceiling "
         f"1 - (1 - 1/K)^N is what N frames can use at best; MSE of the reconstructed latents and relative MSE "
         f"(error / variance). Wall time: {time.time() - started:.0f} s. "
-        f"`python benchmarks/utilization.py{' --threads ' + str(args.threads) if args.threads else ''}`\n"
+        f"`python benchmarks/utilization.py{' --threads ' + str(args.threads) if args.threads else ''}"
+        f"{' --data-init' if args.data_init else ''}`\n"
     )
     body = table(results)
     print("\n" + header + "\n" + body)
