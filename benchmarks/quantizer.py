@@ -1,7 +1,7 @@
 """Forward+backward time and peak memory: our SimVQ against vector-quantize-pytorch's SimVQ.
 
-Both quantize the same ``N`` vectors (seeded, ``[1, N, d]``; ours reads them channels-first
-as a transposed view) in training mode, then back-propagate ``quantizer loss + mean(out^2)``
+Both quantize the same ``N`` vectors (seeded; ours channels-first ``[1, d, N]`` as a codec's
+encoder gives them, theirs ``[1, N, d]``, each contiguous) in training mode, then back-propagate ``quantizer loss + mean(out^2)``
 to the input and the linear map. Theirs runs with ``rotation_trick=False``, so both do the
 same algorithm (nearest neighbour in ``W(C)``, straight-through estimator).
 
@@ -90,7 +90,7 @@ def _build(impl: str, k: int, d: int, device):
         model = SimVQ(d, k, seed=0).to(device).train()
 
         def step(x: torch.Tensor) -> torch.Tensor:
-            out = model(x.transpose(1, 2))
+            out = model(x)
             return out.loss + out.quantized.square().mean()
     else:
         from vector_quantize_pytorch import SimVQ as TheirSimVQ
@@ -116,7 +116,10 @@ def run_one(impl: str, n: int, k: int, d: int, device_name: str, repeats: int, w
         return result
     model, step = _build(impl, k, d, device)
     gen = torch.Generator().manual_seed(1234)
-    x = torch.randn(1, n, d, generator=gen).to(device).requires_grad_(True)
+    x = torch.randn(1, n, d, generator=gen)
+    if impl == "ours":  # the same values in each one's own layout: ours [B, d, T], theirs [B, T, d]
+        x = x.transpose(1, 2).contiguous()
+    x = x.to(device).requires_grad_(True)
 
     def sync():
         if device.type == "cuda":

@@ -167,7 +167,9 @@ class CodebookQuantizer(nn.Module):
         codes = codes_flat.view(b, t)
         # Look up before any EMA update so the output uses the codebook the search saw
         # (then forward agrees with decode(encode(z)) taken just before it).
-        q = self.lookup(codes).transpose(1, 2).to(z.dtype)
+        # Contiguous like z: the losses' elementwise kernels and their backward are much slower
+        # on a transposed operand.
+        q = self.lookup(codes).transpose(1, 2).to(z.dtype).contiguous()
         if self.training:
             valid = flat if mask is None else flat[mask.reshape(-1)]
             valid_codes = codes_flat if mask is None else codes_flat[mask.reshape(-1)]
