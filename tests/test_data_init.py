@@ -23,7 +23,7 @@ def test_without_data_init_a_mismatched_codebook_collapses_and_with_it_codes_spr
         fitted = cls(D, K, seed=0, data_init=True).train()
         used_plain = plain(z).codes.unique().numel()
         used_fitted = fitted(z).codes.unique().numel()
-        assert used_plain <= 3, cls.__name__
+        assert used_plain <= 8, cls.__name__
         assert used_fitted > K // 4, cls.__name__
         assert bool(fitted.initialized)
 
