@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import append_section, machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "dev"
@@ -229,28 +229,12 @@ def long_file_memory(path: Path, model_dir: str, device: str, threads: int, time
 
 
 # -- report ------------------------------------------------------------------------------------------
-def machine(device: str, threads: int) -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", {torch.cuda.get_device_name()}" if torch.device(device).type == "cuda" else ""
-    load = f", load avg {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return (f"{cpu} ({os.cpu_count()} cores{load}){gpu}, torch {torch.__version__}, device {device}, "
-            f"{threads} CPU threads")
-
 
 def report(desc: str, tk, speeds: list[dict], chunk: dict | None, long: dict | None, args) -> str:
     lines = [
         f"## Tokenizer speed and memory (benchmarks/codec_speed.py), "
         f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
-        f"Machine: {machine(args.device, args.threads)}.",
+        f"Machine: {machine(args.device)}.",
         f"Model: {desc} ({tk.sample_rate} Hz, hop {tk.hop_length}, {tk.frame_rate:g} frames/s, "
         f"{tk.n_codebooks}x{tk.codebook_size} codes, {tk.bitrate:.0f} bit/s, "
         f"{sum(p.numel() for p in tk.model.parameters()) / 1e6:.1f} M parameters, id {tk.model_id}).",
@@ -282,13 +266,6 @@ def report(desc: str, tk, speeds: list[dict], chunk: dict | None, long: dict | N
                          f"difference, max abs | {c['decode_snr_db']:.1f} dB, {c['decode_max_abs']:.2e} |")
     return "\n".join(lines)
 
-
-def append_section(path: Path, text: str) -> None:
-    """Append to a file other benchmarks append to as well (create it with its title if missing)."""
-    with open(path, "a", encoding="utf-8") as f:
-        if f.tell() == 0:
-            f.write("# Benchmarks\n")
-        f.write("\n" + text.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from report import append_section, machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 IMPLS = ("ours", "theirs")
 SMALL = 4096 * 512  # K * d up to which a warm-up and the full repeat count are affordable
@@ -147,22 +147,6 @@ def run_one(impl: str, n: int, k: int, d: int, device_name: str, repeats: int, w
 
 
 # -- driver --------------------------------------------------------------------------------
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
-    if torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name(0)}"
-    return text
-
 
 def _their_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -225,13 +209,6 @@ def table(rows: list[tuple[dict, dict]], n: int) -> str:
             notes += [f"- {r['impl']} K={r['K']} d={r['d']}: {r['status']}: {r['note']}" for r in noted]
     return "\n".join(lines + ([""] + notes if notes else []))
 
-
-def append_section(path: Path, text: str) -> None:
-    """Append to a file other benchmarks append to as well (create it with its title if missing)."""
-    with open(path, "a", encoding="utf-8") as f:
-        if f.tell() == 0:
-            f.write("# Benchmarks\n")
-        f.write("\n" + text.rstrip("\n") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import torch
+from report import append_section, machine  # noqa: E402  (benchmarks/ is on sys.path)
 from torch import nn
 
 from simvq_audio.audio.io import load_audio
@@ -157,24 +156,6 @@ def measure(harness: Harness, held_out: torch.Tensor) -> dict:
 
 
 # -- report ---------------------------------------------------------------------------------
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), torch {torch.__version__}"
-
-
-def append_section(path: Path, text: str) -> None:
-    """Append to a file other benchmarks append to as well (create it with its title if missing)."""
-    with open(path, "a", encoding="utf-8") as f:
-        if f.tell() == 0:
-            f.write("# Benchmarks\n")
-        f.write("\n" + text.rstrip("\n") + "\n")
 
 
 def table(results: list[dict]) -> str:
