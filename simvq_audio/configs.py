@@ -50,7 +50,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
         if args and len(args) != len(value):
             raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value))) if args else tuple(value)
+        return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))) if args else tuple(value)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {value!r}")

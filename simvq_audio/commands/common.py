@@ -141,6 +141,31 @@ def prepare_output(path: Path) -> None:
 
 
 # -- reporting -----------------------------------------------------------------------------------------
+def write_output(command: str, output: Path, outcome, summary: Summary) -> bool:
+    """Run one output's write, or report the error that replaced it; ``True`` when written.
+
+    ``outcome`` is a zero-argument callable that writes ``output``, or the exception that
+    the input raised instead. Input errors and write errors are counted in ``summary`` and
+    reported as one line each, so a folder run goes on with the next file.
+    """
+    from ..errors import SimVQError
+
+    try:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        prepare_output(output)
+        outcome()
+    except SimVQError as exc:
+        summary.failed += 1
+        report_failure(command, exc)
+        return False
+    except OSError as exc:
+        summary.failed += 1
+        report_failure(command, f"{output}: cannot write ({exc.strerror or exc})")
+        return False
+    return True
+
+
 def report_failure(command: str, exc: BaseException) -> None:
     """One line on stderr, as ``cli.main`` prints errors that end a command."""
     message = " ".join(str(exc).split())

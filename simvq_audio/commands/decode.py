@@ -87,7 +87,6 @@ def _duration(path: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import SimVQError
 
     found = common.collect_inputs(args.inputs, find_token_files, ".svqt token")
     jobs = common.plan_jobs(found, args.output, FORMATS[args.format], tuple(FORMATS.values()))
@@ -98,18 +97,7 @@ def run(args: argparse.Namespace) -> int:
         durations = {job.source: _duration(job.source) for job in todo}
         with common.progress_bar(sum(durations.values()), args.quiet, desc="decoding") as bar:
             for job, write in _decoded(tokenizer, todo, args.force):
-                try:
-                    if isinstance(write, Exception):
-                        raise write
-                    common.prepare_output(job.output)
-                    write()
-                except SimVQError as exc:
-                    summary.failed += 1
-                    common.report_failure("decode", exc)
-                    continue
-                except OSError as exc:
-                    summary.failed += 1
-                    common.report_failure("decode", f"{job.output}: cannot write ({exc.strerror or exc})")
+                if not common.write_output("decode", job.output, write, summary):
                     continue
                 summary.done += 1
                 summary.seconds += durations[job.source]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from . import common
@@ -42,7 +43,7 @@ def conversion_notes(infos, sample_rate: int, channels: int) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..audio.io import find_audio_files, read_audio_info
-    from ..errors import AudioError, SimVQError
+    from ..errors import AudioError
 
     found = common.collect_inputs(args.inputs, find_audio_files, "audio")
     jobs = common.plan_jobs(found, args.output, TOKEN_SUFFIX, (TOKEN_SUFFIX,))
@@ -62,18 +63,9 @@ def run(args: argparse.Namespace) -> int:
         output_of = {job.source: job.output for job in todo}
         with common.progress_bar(sum(i.duration for i in infos.values()), args.quiet, desc="encoding") as bar:
             for source, result in tokenizer.encode_files(output_of, on_progress=bar.update):
-                try:
-                    if isinstance(result, Exception):
-                        raise result
-                    common.prepare_output(output_of[source])
-                    tokenizer.save_tokens(output_of[source], result)
-                except SimVQError as exc:
-                    summary.failed += 1
-                    common.report_failure("encode", exc)
-                    continue
-                except OSError as exc:
-                    summary.failed += 1
-                    common.report_failure("encode", f"{output_of[source]}: cannot write ({exc.strerror or exc})")
+                output = output_of[source]
+                outcome = result if isinstance(result, Exception) else partial(tokenizer.save_tokens, output, result)
+                if not common.write_output("encode", output, outcome, summary):
                     continue
                 summary.done += 1
                 summary.seconds += result.header.duration

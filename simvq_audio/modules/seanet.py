@@ -69,7 +69,7 @@ class SEANetResnetBlock(nn.Module):
         act = ACTIVATIONS[cfg.activation]
         hidden = dim // cfg.compress
         layers: list[nn.Module] = []
-        for i, (k, d) in enumerate(zip(kernel_sizes, dilations)):
+        for i, (k, d) in enumerate(zip(kernel_sizes, dilations, strict=True)):
             in_ch = dim if i == 0 else hidden
             out_ch = dim if i == len(kernel_sizes) - 1 else hidden
             layers += [
