@@ -36,6 +36,7 @@ class CodecOutput:
         codebook_loss, commitment_loss: scalars (unweighted, see ``QuantizerOutput``).
         quantizer_loss: scalar, ``codebook_loss + beta * commitment_loss``.
         metrics: detached scalars from the quantizer (perplexity, usage).
+        frame_mask: ``[B, T]`` true for each item's real frames when ``lengths`` was given, else ``None``.
     """
 
     audio: torch.Tensor
@@ -44,6 +45,7 @@ class CodecOutput:
     commitment_loss: torch.Tensor
     quantizer_loss: torch.Tensor
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    frame_mask: torch.Tensor | None = None
 
 
 class SimVQCodec(nn.Module):
@@ -167,6 +169,7 @@ class SimVQCodec(nn.Module):
             commitment_loss=q.commitment_loss,
             quantizer_loss=q.loss,
             metrics=q.metrics,
+            frame_mask=mask,
         )
 
     @torch.no_grad()

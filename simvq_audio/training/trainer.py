@@ -208,11 +208,8 @@ class Trainer:
                 acc.backward(g_loss)
             self._loss_ok = ok & torch.isfinite(g_loss)
             logs.update(g_logs)
-            hop = self.unwrapped_generator.hop_length
-            frames = torch.div(lengths + hop - 1, hop, rounding_mode="floor")
-            frame_mask = torch.arange(out.codes.shape[-1], device=frames.device)[None, :] < frames[:, None]
             for q, tracker in enumerate(self.trackers):
-                tracker.update(out.codes[:, q], mask=frame_mask.to(out.codes.device))
+                tracker.update(out.codes[:, q], mask=out.frame_mask)
             logs["data/skipped_files"] = float(batch.get("skipped", 0))
             self._window.add(logs)
 
