@@ -151,6 +151,38 @@ def test_resume_with_another_model_is_a_clear_error(trained, tmp_path):
         Trainer(cfg).resume()
 
 
+def test_warm_start_from_a_released_model(trained, tmp_path):
+    run_dir, _, _, _ = trained
+    release = tmp_path / "release"
+    export_checkpoint(run_dir, release)
+    model = SimVQCodec.from_pretrained(release)
+    trainer = make_trainer(tmp_path / "warm", f"training.init_from={release}", "training.max_steps=1",
+                           "training.discriminator_start_step=1000")
+    assert trainer.init_model_id == model.model_id and trainer.state.step == 0
+    reference = model.state_dict()
+    for state in (trainer.unwrapped_generator.state_dict(), trainer.ema.model.state_dict()):
+        assert state.keys() == reference.keys()
+        assert all(torch.equal(state[k], reference[k]) for k in reference)
+    # The loaded codebook is already placed: the first step must not re-initialise it.
+    assert bool(trainer.unwrapped_generator.quantizer.stages[0].initialized)
+    before = trainer.unwrapped_generator.quantizer.stages[0].proj.weight.detach().clone()
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    after = trainer.unwrapped_generator.quantizer.stages[0].proj.weight.detach()
+    assert trainer.state.step == 1 and (after - before).abs().max() < 0.05
+    # Once the run has a checkpoint it resumes that; the model is not read again.
+    again = make_trainer(tmp_path / "warm", f"training.init_from={tmp_path / 'missing'}")
+    assert again.init_model_id is None and again.resume() is not None and again.state.step == 1
+
+    fresh_accelerate()
+    cfg = load_config(CONFIG, [*TINY, f"logging.dir={tmp_path / 'other'}", "model.quantizer.codebook_size=32",
+                               f"training.init_from={release}"])
+    with pytest.raises(CheckpointError, match=r"release: cannot start from this model.*quantizer\.codebook_size: 64"):
+        Trainer(cfg)
+
+
 def test_cli_train_and_export(tmp_path, capsys):
     from simvq_audio.cli import main
 

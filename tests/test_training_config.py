@@ -111,6 +111,9 @@ def test_paths_relative_to_config_and_cwd(tmp_path, monkeypatch):
     assert out.checkpoint.resume == str(tmp_path / "runs" / "ck")
     assert out.checkpoint_dir == Path("/tmp/ck")
     assert load_config(cfg, ["checkpoint.resume=none"]).checkpoint.resume == "none"
+    # A model to start from: a path like the others, a built-in name kept as it is.
+    assert load_config(cfg, ["training.init_from=models/m"]).training.init_from == str(tmp_path / "models" / "m")
+    assert load_config(cfg, ["training.init_from=default"]).training.init_from == "default"
 
 
 def test_yaml_round_trip(tmp_path):

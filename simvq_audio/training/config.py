@@ -19,6 +19,7 @@ import yaml
 from ..configs import ConfigError, from_dict, to_dict
 from ..discriminators import DiscriminatorConfig
 from ..models.codec import CodecConfig
+from ..models.pretrained import BUILTIN_MODELS
 from .schedule import ScheduleConfig
 
 PRECISIONS = ("no", "bf16", "fp16")
@@ -106,7 +107,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Loop settings. ``max_steps`` counts optimiser steps (after gradient accumulation)."""
+    """Loop settings. ``max_steps`` counts optimiser steps (after gradient accumulation).
+
+    ``init_from``: a release model folder (or a built-in name such as ``default``) whose
+    weights a new run starts from (see ``training/warm_start.py``); ignored when the run
+    resumes one of its own checkpoints, which already hold them.
+    """
 
     max_steps: int = 100_000
     gradient_accumulation_steps: int = 1
@@ -116,6 +122,7 @@ class TrainingConfig:
     ema_decay: float = 0.999
     nonfinite_patience: int = 20
     cpu: bool = False
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.gradient_accumulation_steps < 1:
@@ -208,6 +215,7 @@ PATH_KEYS = (
     "logging.dir",
     "checkpoint.dir",
     "checkpoint.resume",
+    "training.init_from",
 )
 
 
@@ -219,6 +227,8 @@ def _resolve_path(value: Any, base: Path, key: str) -> Any:
     if not isinstance(value, str):
         return value
     if key == "checkpoint.resume" and value in RESUME_WORDS:
+        return value
+    if key == "training.init_from" and value in BUILTIN_MODELS:
         return value
     path = Path(os.path.expanduser(value))
     return str(path if path.is_absolute() else (base / path).resolve())

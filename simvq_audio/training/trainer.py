@@ -37,6 +37,7 @@ from .objective import CodecObjective, frozen
 from .schedule import make_scheduler
 from .tracking import MeanWindow, RunLogger, peak_memory_mb
 from .validation import Validator, validation_files
+from .warm_start import warm_start
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -75,6 +76,11 @@ class Trainer:
         self.accelerator = acc = accelerator or make_accelerator(cfg)
         set_seed(cfg.training.seed)
         generator = SimVQCodec(cfg.model)
+        # A run with a checkpoint of its own resumes it (the weights it started from are in there).
+        self.init_model_id = None
+        if cfg.training.init_from and resolve_resume(cfg.checkpoint.resume, cfg.checkpoint_dir) is None:
+            self.init_model_id = warm_start(generator, cfg.training.init_from)
+            acc.print(f"starting from model {self.init_model_id} ({cfg.training.init_from})")
         discriminator = build_discriminator(cfg.discriminator)
         self.ema = EMA(generator, cfg.training.ema_decay)
         g_opt = make_optimizer(generator.parameters(), cfg.optimizer.generator)

@@ -1,0 +1,53 @@
+"""Warm start: begin a new run from a released model's weights.
+
+A release model (``config.json`` + ``model.safetensors``, e.g. the built-in ``default`` or
+a checkpoint's ``ema/`` folder) holds the generator only. A run started from it gets
+those weights; discriminators, optimisers, schedule and step begin afresh. This is how
+training continues when a run's full state is gone, and how a released model is
+fine-tuned on new data. Resuming a checkpoint of the run itself takes precedence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..configs import to_dict
+from ..models.codec import SimVQCodec
+from ..models.pretrained import load_pretrained, resolve_model_dir
+from .checkpoint import CheckpointError
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config mappings."""
+    keys = sorted(set(a) | set(b))
+    out = []
+    for key in keys:
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {json.dumps(va)} (model) vs {json.dumps(vb)} (config)")
+    return out
+
+
+def warm_start(generator: SimVQCodec, model_dir: str | os.PathLike) -> str:
+    """Copy a release model's weights into ``generator``; returns the model's id.
+
+    The model's architecture must equal ``generator.config`` (the ``name`` may differ);
+    otherwise ``CheckpointError`` lists the differing keys. Loading is strict.
+    """
+    source = load_pretrained(model_dir)  # strict, id-verified; raises ModelLoadError naming the path
+    ours = {k: v for k, v in to_dict(generator.config).items() if k != "name"}
+    theirs = {k: v for k, v in to_dict(source.config).items() if k != "name"}
+    diff = _differences(theirs, ours)
+    if diff:
+        raise CheckpointError(f"{resolve_model_dir(model_dir)}: cannot start from this model, its architecture "
+                              f"differs from model.* of the config: {'; '.join(diff)}")
+    device = generator.device
+    generator.load_state_dict(source.state_dict(), strict=True)
+    generator.to(device)
+    return source.model_id
+
+
+__all__ = ["warm_start"]
