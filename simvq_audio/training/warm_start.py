@@ -44,10 +44,5 @@ def warm_start(generator: SimVQCodec, model_dir: str | os.PathLike) -> str:
     if diff:
         raise CheckpointError(f"{resolve_model_dir(model_dir)}: cannot start from this model, its architecture "
                               f"differs from model.* of the config: {'; '.join(diff)}")
-    device = generator.device
-    generator.load_state_dict(source.state_dict(), strict=True)
-    generator.to(device)
+    generator.load_state_dict(source.state_dict(), strict=True)  # copies in place, on generator's device
     return source.model_id
-
-
-__all__ = ["warm_start"]
