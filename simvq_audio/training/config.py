@@ -217,6 +217,8 @@ PATH_KEYS = (
     "checkpoint.resume",
     "training.init_from",
 )
+# Words some path keys take instead of a path; they are kept as they are.
+KEYWORDS = {"checkpoint.resume": RESUME_WORDS, "training.init_from": BUILTIN_MODELS}
 
 
 def _resolve_path(value: Any, base: Path, key: str) -> Any:
@@ -226,9 +228,7 @@ def _resolve_path(value: Any, base: Path, key: str) -> Any:
         return [_resolve_path(v, base, key) for v in value]
     if not isinstance(value, str):
         return value
-    if key == "checkpoint.resume" and value in RESUME_WORDS:
-        return value
-    if key == "training.init_from" and value in BUILTIN_MODELS:
+    if value in KEYWORDS.get(key, ()):
         return value
     path = Path(os.path.expanduser(value))
     return str(path if path.is_absolute() else (base / path).resolve())
