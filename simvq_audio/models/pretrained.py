@@ -119,7 +119,16 @@ def read_model_meta(directory: str | os.PathLike) -> dict:
 
 
 def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> SimVQCodec:
-    """Load a model folder (or built-in name) strictly, in eval mode, float32, on ``device``."""
+    """Load a model folder (or built-in name) strictly, in eval mode, float32, on ``device``.
+
+    The weights are ordinary tensors even when loaded inside ``torch.inference_mode()`` (servers do),
+    so the model also runs later under ``no_grad`` or with gradients.
+    """
+    with torch.inference_mode(False):
+        return _load_pretrained(directory, device)
+
+
+def _load_pretrained(directory: str | os.PathLike, device: str | torch.device) -> SimVQCodec:
     directory = resolve_model_dir(directory)
     meta = read_model_meta(directory)
     try:

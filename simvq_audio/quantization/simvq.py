@@ -84,15 +84,23 @@ class SimVQ(CodebookQuantizer):
             self.proj.bias.copy_(mean)
         self._cache = None
 
-    def _key(self) -> tuple:
+    def _key(self) -> tuple | None:
+        """Identity of ``W``, ``C`` and ``b`` for the cache, or ``None`` when it cannot be known.
+
+        Tensors made under ``torch.inference_mode()`` have no version counter, so in-place changes
+        to them cannot be seen: the codebook is then recomputed on every call (K x d x d, cheap).
+        """
         params = [self.proj.weight, self.base_codebook] + ([self.proj.bias] if self.proj.bias is not None else [])
+        if any(p.is_inference() for p in params):
+            return None
         return tuple((p._version, p.data_ptr(), p.device, p.dtype) for p in params)
 
     def codebook(self) -> torch.Tensor:
         """The effective codebook ``W(C)``, ``[K, d]`` in float32, without gradient.
 
         In eval mode it is cached, and recomputed whenever ``W`` or ``C`` change
-        (in-place optimiser steps and ``load_state_dict`` bump the tensors' versions).
+        (in-place optimiser steps and ``load_state_dict`` bump the tensors' versions); a module
+        built under ``torch.inference_mode()`` is not cached (see ``_key``).
         """
         if self._graph_codebook is not None:
             return self._graph_codebook.detach()
@@ -100,6 +108,9 @@ class SimVQ(CodebookQuantizer):
             self._cache = None
             return self._project_all()
         key = self._key()
+        if key is None:
+            self._cache = None
+            return self._project_all()
         if self._cache is None or self._cache_key != key:
             self._cache = self._project_all()
             self._cache_key = key
