@@ -36,13 +36,23 @@ from .chunking import (
 )
 from .errors import AudioError, SimVQError, TokenFileError
 from .models.codec import SimVQCodec
-from .tokens.format import TokenFile, TokenHeader, codes_dtype, read_tokens, write_tokens
+from .tokens.format import (
+    TokenFile,
+    TokenHeader,
+    codes_dtype,
+    read_tokens,
+    source_format_problem,
+    write_tokens,
+)
 
 DEFAULT_CHUNK_SECONDS = 30.0
 DEFAULT_CONTEXT_SECONDS = 2.0
 # Zero-padded audio per forward pass. Activations of the default-size model take ~10 MB per second
 # of 16 kHz audio in float32, so 60 s keeps CPU encoding of any file length near 1 GB of RSS.
 DEFAULT_MAX_BATCH_SECONDS = {"cpu": 60.0, "cuda": 240.0}
+# Streamed decoding yields blocks of at most this many values (channels x samples at the original rate),
+# so memory stays bounded whatever the original rate and channel count (16 MB of float32).
+MAX_DECODE_BLOCK_VALUES = 1 << 22
 
 Progress = Callable[[float], None]
 
@@ -324,7 +334,11 @@ class Tokenizer:
         for path in paths:
             path = Path(path)
             try:
-                windows = FileWindows(path, read_audio_info(path), self.sample_rate, self.channels,
+                info = read_audio_info(path)
+                problem = source_format_problem(info.sample_rate, info.channels)
+                if problem:
+                    raise AudioError(f"{path}: {problem}")
+                windows = FileWindows(path, info, self.sample_rate, self.channels,
                                       self.hop_length, self.chunk_frames, self.context_frames)
                 jobs.append(_FileJob(path, windows))
             except AudioError as exc:
@@ -393,8 +407,15 @@ class Tokenizer:
 
     def _to_original(self, audio: np.ndarray, header: TokenHeader) -> np.ndarray:
         """Model-rate audio ``[C, n_samples]`` -> ``[original_channels, original_n_samples]`` at the original rate."""
-        out = to_model_format(audio, header.sample_rate, header.original_sample_rate, header.original_channels)
+        out = _to_original_format(audio, header)
         return _fit_length(out, header.original_n_samples)
+
+    def should_stream(self, header: TokenHeader) -> bool:
+        """Whether to decode ``header``'s file with ``decode_to_file`` rather than in memory: it has more
+        frames than one window, or its output (original rate and channels) is over 4x a window's audio."""
+        window = self.chunk_frames * self.hop_length / self.sample_rate  # seconds
+        per_second = header.original_sample_rate * header.original_channels
+        return header.n_frames > self.chunk_frames or header.duration * per_second > 4 * window * self.sample_rate
 
     def decode_tokens(self, token_file: TokenFile | Sequence[TokenFile], force: bool = False,
                       name: str | None = None):
@@ -418,8 +439,12 @@ class Tokenizer:
         self.check_tokens(header, force, name)
         codes = self._check_codes(token_file.codes.astype(np.int64), name or "tokens")
         chunks = plan_chunks(codes.shape[-1], self.chunk_frames, self.context_frames)
-        resampler = StreamResampler(header.sample_rate, header.original_sample_rate, header.original_channels)
+        resampler = StreamResampler(header.sample_rate, header.original_sample_rate,
+                                    _resampled_channels(self.channels, header))
         remaining_in, remaining_out = header.n_samples, header.original_n_samples
+        # Model-rate samples per block: what becomes at most MAX_DECODE_BLOCK_VALUES at the original format.
+        step = max(self.hop_length, int(MAX_DECODE_BLOCK_VALUES * header.sample_rate
+                                        / (header.original_sample_rate * header.original_channels)))
         # Consecutive windows per batch, in signal order, so blocks can be streamed out.
         widest = max(c.frames for c in chunks) * self.hop_length
         per_batch = max(1, min(self.batch_size, self.max_batch_samples // widest))
@@ -428,12 +453,13 @@ class Tokenizer:
             audio = self._decode_windows([codes[:, chunks[k].start : chunks[k].stop] for k in group])
             for k, a in zip(group, audio, strict=True):
                 kept = self._kept_audio(a, chunks[k]).numpy()[:, :remaining_in]
-                remaining_in -= kept.shape[-1]
-                block = resampler.process(to_model_format(kept, header.sample_rate, None, header.original_channels),
-                                          last=remaining_in == 0)
-                block = block[:, :remaining_out]
-                remaining_out -= block.shape[-1]
-                yield block
+                for start in range(0, kept.shape[-1], step):
+                    piece = kept[:, start : start + step]
+                    remaining_in -= piece.shape[-1]
+                    block = _to_original_format(piece, header, resampler, last=remaining_in == 0)
+                    block = block[:, :remaining_out]
+                    remaining_out -= block.shape[-1]
+                    yield block
         if remaining_out > 0:  # resampling rounds the length; pad the last few samples
             yield np.zeros((header.original_channels, remaining_out), np.float32)
 
@@ -465,6 +491,25 @@ class Tokenizer:
     def load_tokens(path: str | os.PathLike) -> TokenFile:
         """Read a ``.svqt`` file; raises ``TokenFileError`` for missing, truncated or corrupt files."""
         return read_tokens(path)
+
+
+def _resampled_channels(channels: int, header: TokenHeader) -> int:
+    """Channels at the resampler: a mono model's output is resampled once and then copied."""
+    return 1 if channels == 1 else header.original_channels
+
+
+def _to_original_format(audio: np.ndarray, header: TokenHeader, resampler: StreamResampler | None = None,
+                        last: bool = False) -> np.ndarray:
+    """Model-format audio ``[C, n]`` -> ``[original_channels, n']`` at the original rate (whole, or one
+    block through ``resampler``). Mono is resampled before it is copied to more channels, anything
+    else mixed down first, so soxr always works on the fewer channels, in both paths alike."""
+    work = _resampled_channels(audio.shape[0], header)
+    audio = to_model_format(audio, header.sample_rate, None, work)
+    if resampler is None:
+        audio = to_model_format(audio, header.sample_rate, header.original_sample_rate, None)
+    else:
+        audio = resampler.process(audio, last=last)
+    return to_model_format(audio, header.original_sample_rate, None, header.original_channels)
 
 
 def _fit_length(audio: np.ndarray, n: int) -> np.ndarray:

@@ -65,7 +65,7 @@ def _decoded(tokenizer, jobs: list[common.Job], force: bool) -> Iterator[tuple[c
         except SimVQError as exc:
             yield job, exc
             continue
-        if tf.header.n_frames > tokenizer.chunk_frames:
+        if tokenizer.should_stream(tf.header):
             yield job, lambda job=job, tf=tf: tokenizer.decode_to_file(tf, job.output, force=force,
                                                                         name=str(job.source))
             continue

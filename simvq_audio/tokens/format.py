@@ -34,6 +34,12 @@ __all__ = [
     "InvalidTokensError",
     "LAYOUT",
     "MAGIC",
+    "MAX_CHANNELS",
+    "MAX_CODEBOOKS",
+    "MAX_HEADER_BYTES",
+    "MAX_HOP_LENGTH",
+    "MAX_OUTPUT_RATE",
+    "MAX_SAMPLE_RATE",
     "PAYLOAD_ALIGNMENT",
     "TokenFile",
     "TokenHeader",
@@ -41,6 +47,7 @@ __all__ = [
     "encode_header",
     "read_header",
     "read_tokens",
+    "source_format_problem",
     "write_tokens",
 ]
 
@@ -53,6 +60,27 @@ _MAX_CODEBOOK_SIZE = 2**32
 _UINT16_LIMIT = 65536
 # Resampling rounds lengths by at most half a sample; allow a little more for other rounding conventions.
 _LENGTH_TOLERANCE = 2.0
+# Bounds on every field that sizes an allocation or an output, so that a corrupt or hostile header can
+# never make a reader or decoder allocate more than the codes stand for (see docs/token-format.md).
+MAX_HEADER_BYTES = 1 << 20  # a real header is a few hundred bytes
+MAX_SAMPLE_RATE = 768_000  # Hz; both rates (decoding resamples to original_sample_rate)
+MAX_CHANNELS = 256  # both channel counts (decoding copies mono to original_channels)
+MAX_CODEBOOKS = 1024
+MAX_HOP_LENGTH = 1 << 20
+# original_channels * original_sample_rate: what one second of tokens decodes to (16 channels at 192 kHz,
+# 64 at 48 kHz, 192 at 16 kHz), so that a short file cannot describe a huge output.
+MAX_OUTPUT_RATE = 3_072_000
+MAX_NAME_CHARS = 256  # model_id, model_name
+MAX_SOURCE_CHARS = 4096
+_MAX_INT_DIGITS = 20  # any count or rate fits in 20 digits; longer integers are corrupt
+_UPPER_BOUNDS = {
+    "sample_rate": MAX_SAMPLE_RATE,
+    "original_sample_rate": MAX_SAMPLE_RATE,
+    "channels": MAX_CHANNELS,
+    "original_channels": MAX_CHANNELS,
+    "n_codebooks": MAX_CODEBOOKS,
+    "hop_length": MAX_HOP_LENGTH,
+}
 
 _INT_FIELDS = (
     "sample_rate",
@@ -118,10 +146,10 @@ class TokenHeader:
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Integral):
-                raise InvalidTokensError(f"header field {name} must be an integer, got {value!r}")
+                raise InvalidTokensError(f"header field {name} must be an integer, got {_short(value)}")
             object.__setattr__(self, name, int(value))
         if isinstance(self.frame_rate, bool) or not isinstance(self.frame_rate, Real):
-            raise InvalidTokensError(f"header field frame_rate must be a number, got {self.frame_rate!r}")
+            raise InvalidTokensError(f"header field frame_rate must be a number, got {_short(self.frame_rate)}")
         object.__setattr__(self, "frame_rate", float(self.frame_rate))
         if not self.dtype and isinstance(self.codebook_size, int) and 1 <= self.codebook_size <= _MAX_CODEBOOK_SIZE:
             object.__setattr__(self, "dtype", codes_dtype(self.codebook_size).name)
@@ -147,6 +175,12 @@ class TokenHeader:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so that an error message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _required_fields() -> list[dataclasses.Field]:
     return [
         f
@@ -158,24 +192,33 @@ def _required_fields() -> list[dataclasses.Field]:
 def _header_problem(h: TokenHeader) -> str | None:
     for name in ("model_id", "model_name", "dtype", "layout"):
         if not isinstance(getattr(h, name), str):
-            return f"{name} must be a string, got {getattr(h, name)!r}"
+            return f"{name} must be a string, got {_short(getattr(h, name))}"
     if h.source is not None and not isinstance(h.source, str):
-        return f"source must be a string or null, got {h.source!r}"
+        return f"source must be a string or null, got {_short(h.source)}"
     for name in _POSITIVE_FIELDS:
         if getattr(h, name) < 1:
             return f"{name} must be >= 1, got {getattr(h, name)}"
     for name in ("n_frames", "n_samples", "original_n_samples"):
         if getattr(h, name) < 0:
             return f"{name} must be >= 0, got {getattr(h, name)}"
+    for name, limit in _UPPER_BOUNDS.items():
+        if getattr(h, name) > limit:
+            return f"{name} must be <= {limit:,}, got {getattr(h, name):,}"
+    if h.original_channels * h.original_sample_rate > MAX_OUTPUT_RATE:
+        return (f"original_channels * original_sample_rate must be <= {MAX_OUTPUT_RATE:,} samples/s, got "
+                f"{h.original_channels} * {h.original_sample_rate:,}")
+    for name, limit in (("model_id", MAX_NAME_CHARS), ("model_name", MAX_NAME_CHARS), ("source", MAX_SOURCE_CHARS)):
+        if len(getattr(h, name) or "") > limit:
+            return f"{name} must be at most {limit:,} characters, got {len(getattr(h, name)):,}"
     if not (math.isfinite(h.frame_rate) and h.frame_rate > 0):
         return f"frame_rate must be a positive number, got {h.frame_rate}"
     if h.codebook_size > _MAX_CODEBOOK_SIZE:
         return f"codebook_size must be <= 2**32, got {h.codebook_size}"
     expected = codes_dtype(h.codebook_size).name
     if h.dtype != expected:
-        return f"dtype {h.dtype!r} does not match codebook_size {h.codebook_size} (expected {expected!r})"
+        return f"dtype {_short(h.dtype)} does not match codebook_size {h.codebook_size} (expected {expected!r})"
     if h.layout != LAYOUT:
-        return f"layout {h.layout!r} is not supported (expected {LAYOUT!r})"
+        return f"layout {_short(h.layout)} is not supported (expected {LAYOUT!r})"
     # Lengths must agree, so that a corrupt header cannot make a decoder allocate far more than the codes hold.
     if h.n_samples > h.n_frames * h.hop_length:
         return f"n_samples {h.n_samples} exceeds n_frames * hop_length = {h.n_frames * h.hop_length}"
@@ -185,6 +228,16 @@ def _header_problem(h: TokenHeader) -> str | None:
             f"original_n_samples {h.original_n_samples} at {h.original_sample_rate} Hz does not match "
             f"n_samples {h.n_samples} at {h.sample_rate} Hz"
         )
+    return None
+
+
+def source_format_problem(sample_rate: int, channels: int) -> str | None:
+    """Why audio at ``sample_rate`` Hz with ``channels`` channels cannot be described by a token header
+    (the bounds above), or ``None``; encoders check this before spending any compute."""
+    if not 1 <= sample_rate <= MAX_SAMPLE_RATE or not 1 <= channels <= MAX_CHANNELS \
+            or sample_rate * channels > MAX_OUTPUT_RATE:
+        return (f"{channels} channels at {sample_rate:,} Hz cannot be stored in a token file (at most "
+                f"{MAX_CHANNELS} channels, {MAX_SAMPLE_RATE:,} Hz and {MAX_OUTPUT_RATE:,} samples/s in all)")
     return None
 
 
@@ -271,6 +324,8 @@ def _parse_prefix(path: Path, prefix: bytes, file_size: int) -> tuple[int, int]:
         )
     if version < 1:
         raise TokenFileError(f"{path}: invalid token format version {version}")
+    if header_len > MAX_HEADER_BYTES:
+        raise TokenFileError(f"{path}: corrupt header length {header_len:,} bytes (at most {MAX_HEADER_BYTES:,})")
     offset = _PREFIX.size + header_len
     if offset > file_size:
         raise TokenFileError(
@@ -280,11 +335,25 @@ def _parse_prefix(path: Path, prefix: bytes, file_size: int) -> tuple[int, int]:
     return header_len, offset
 
 
+class _LongInteger(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _LongInteger(f"an integer with {len(text.lstrip('-')):,} digits")
+    return int(text)
+
+
 def _parse_header(path: Path, raw: bytes) -> TokenHeader:
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), parse_int=_parse_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise TokenFileError(f"{path}: corrupt header (not valid UTF-8 JSON: {err})") from err
+    except _LongInteger as err:
+        raise TokenFileError(f"{path}: corrupt header ({err})") from err
+    except RecursionError as err:
+        raise TokenFileError(f"{path}: corrupt header (JSON nested too deeply)") from err
     if not isinstance(data, dict):
         raise TokenFileError(f"{path}: corrupt header (JSON is a {type(data).__name__}, expected an object)")
     try:
