@@ -465,21 +465,18 @@ class Tokenizer:
 
     def decode_to_file(self, token_file: TokenFile, path: str | os.PathLike, force: bool = False,
                        name: str | None = None, subtype: str = "PCM_16") -> None:
-        """Decode straight to an audio file (WAV or FLAC by extension), window by window, atomically."""
-        import soundfile as sf
+        """Decode straight to an audio file (WAV or FLAC by extension), window by window, atomically.
 
-        from .fileio import atomic_path
+        A failed write (a full disk) is an ``AudioError`` naming ``path`` and the system's reason."""
+        from .audio.io import open_audio_writer
 
         path = Path(path)
-        formats = {".wav": "WAV", ".flac": "FLAC"}
-        if path.suffix.lower() not in formats:
+        if path.suffix.lower() not in (".wav", ".flac"):
             raise AudioError(f"{path}: streamed decoding writes .wav or .flac files")
         header = token_file.header
-        with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", samplerate=header.original_sample_rate,
-                                                    channels=header.original_channels,
-                                                    format=formats[path.suffix.lower()], subtype=subtype) as f:
+        with open_audio_writer(path, header.original_sample_rate, header.original_channels, subtype) as writer:
             for block in self.iter_decode_tokens(token_file, force=force, name=name):
-                f.write(np.clip(block, -1.0, 1.0).T)
+                writer.write(block)
 
     # -- token files ---------------------------------------------------------------------------------
     @staticmethod
