@@ -1,4 +1,4 @@
-"""The SimVQ codec: SEANet encoder, projection, SimVQ bottleneck, SEANet decoder."""
+"""The SimVQ codec: SEANet encoder, projection, SimVQ bottleneck, SEANet or Vocos-style decoder."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
+from ..modules.vocos import DecoderConfig, VocosDecoder
 from ..quantization.builder import QuantizerConfig, build_quantizer
 
 
@@ -20,10 +21,20 @@ class CodecConfig:
     seanet: SEANetConfig = field(default_factory=SEANetConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     name: str = "simvq-codec"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.decoder.kind == "vocos" and self.seanet.channels != 1:
+            raise ValueError(f"the vocos decoder is mono; seanet.channels is {self.seanet.channels}")
+
+
+def build_decoder(config: CodecConfig) -> nn.Module:
+    """The decoder ``config.decoder.kind`` names: latents ``[B, D, T]`` -> audio ``[B, C, T * hop]``."""
+    if config.decoder.kind == "vocos":
+        return VocosDecoder(config.seanet.dimension, config.seanet.hop_length, config.decoder)
+    return SEANetDecoder(config.seanet)
 
 
 @dataclass
@@ -60,7 +71,7 @@ class SimVQCodec(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = SEANetEncoder(config.seanet)
-        self.decoder = SEANetDecoder(config.seanet)
+        self.decoder = build_decoder(config)
         latent, qdim = config.seanet.dimension, config.quantizer.dim
         self.in_proj: nn.Module = nn.Conv1d(latent, qdim, 1) if latent != qdim else nn.Identity()
         self.out_proj: nn.Module = nn.Conv1d(qdim, latent, 1) if latent != qdim else nn.Identity()

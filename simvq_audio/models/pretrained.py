@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from ..configs import ConfigError, from_dict, to_dict
 from ..errors import SimVQError
+from ..modules.vocos import DecoderConfig
 from .codec import CodecConfig, SimVQCodec
 
 FORMAT_NAME = "simvq-audio-codec"
@@ -46,7 +47,12 @@ def resolve_model_dir(path_or_name: str | os.PathLike) -> Path:
 
 
 def _canonical_config(config: CodecConfig) -> str:
-    return json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    data = to_dict(config)
+    # Models written before the decoder became configurable have the default (SEANet)
+    # decoder and no "decoder" key; leaving the default out keeps their ids.
+    if config.decoder == DecoderConfig():
+        del data["decoder"]
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def model_id(model: SimVQCodec) -> str:

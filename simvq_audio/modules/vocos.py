@@ -1,0 +1,163 @@
+"""Vocos-style decoder: ConvNeXt blocks at the frame rate, then an inverse STFT.
+
+Latents ``[B, D, T]`` stay at the frame rate through the whole network (no upsampling
+convolutions, which is why it is cheap); a linear head predicts, per frame, the log
+magnitude and the phase of an ``n_fft``-point spectrum, and an inverse STFT with the
+codec's hop turns them into ``T * hop`` samples. The inverse STFT uses "same" padding
+(as Vocos): frames are centred on ``hop / 2 + t * hop``, so ``T`` frames give exactly
+``T * hop`` samples and the codec's ``ceil(N / hop)`` framing is kept.
+
+Padded batches: every layer is per-frame except the depthwise convolutions and the
+overlap-add. Frames past an item's length are zeroed before each convolution and in the
+spectrum, and the overlap-add's window envelope is computed per item, so an item decodes
+exactly as it would alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+DECODER_KINDS = ("seanet", "vocos")
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Which decoder a codec uses.
+
+    ``kind``: ``"seanet"`` (the mirror of the encoder, configured by ``CodecConfig.seanet``)
+    or ``"vocos"`` (configured by the fields below). ``dim``: ConvNeXt channels;
+    ``intermediate_dim``: hidden width of each block's MLP; ``n_layers``: blocks;
+    ``kernel_size``: depthwise convolution width in frames; ``n_fft``: inverse-STFT size in
+    samples (a multiple of 2; ``n_fft - hop`` must be even); ``max_log_magnitude``: the
+    head's log magnitude is clipped here (as Vocos, exp(100) overflows in float32 otherwise).
+    """
+
+    kind: str = "seanet"
+    dim: int = 384
+    intermediate_dim: int = 1152
+    n_layers: int = 8
+    kernel_size: int = 7
+    n_fft: int = 800
+    max_log_magnitude: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in DECODER_KINDS:
+            raise ValueError(f"decoder kind must be one of {DECODER_KINDS}, got {self.kind!r}")
+        if min(self.dim, self.intermediate_dim, self.n_layers, self.n_fft) < 1:
+            raise ValueError("decoder dim, intermediate_dim, n_layers and n_fft must be >= 1")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"decoder kernel_size must be odd, got {self.kernel_size}")
+        if self.n_fft % 2:
+            raise ValueError(f"decoder n_fft must be even, got {self.n_fft}")
+
+
+def frame_mask(lengths: torch.Tensor | None, t: int, device: torch.device) -> torch.Tensor | None:
+    """``[B, 1, T]`` float mask of valid frames (``None`` when ``lengths`` is ``None``)."""
+    if lengths is None:
+        return None
+    return (torch.arange(t, device=device)[None, :] < lengths.to(device)[:, None]).unsqueeze(1).float()
+
+
+def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x if mask is None else x * mask
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv, LayerNorm, pointwise MLP, layer scale, residual. ``[B, C, T] -> [B, C, T]``."""
+
+    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale: float):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.dwconv(_masked(x, mask)).transpose(1, 2)
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+class ISTFTHead(nn.Module):
+    """Per-frame features ``[B, C, T]`` -> audio ``[B, 1, T * hop]`` through an inverse STFT.
+
+    The linear layer predicts ``n_fft // 2 + 1`` log magnitudes and as many phases; the
+    spectrum is ``exp(log_mag) * (cos p + i sin p)``.
+    """
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float):
+        super().__init__()
+        if n_fft < hop_length or (n_fft - hop_length) % 2:
+            raise ValueError(f"n_fft ({n_fft}) must be >= hop ({hop_length}) with n_fft - hop even")
+        self.n_fft, self.hop_length, self.max_log_magnitude = n_fft, hop_length, max_log_magnitude
+        self.out = nn.Linear(dim, n_fft + 2)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.out(x.transpose(1, 2)).transpose(1, 2).float()  # [B, n_fft + 2, T]
+        log_mag, phase = h.chunk(2, dim=1)
+        mag = torch.exp(log_mag.clamp(max=self.max_log_magnitude))
+        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+        return self.istft(spec, mask).unsqueeze(1)
+
+    def istft(self, spec: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, n_fft // 2 + 1, T]`` complex -> ``[B, T * hop]`` by windowed overlap-add ("same" padding)."""
+        b, _, t = spec.shape
+        n, hop = self.n_fft, self.hop_length
+        frames = torch.fft.irfft(spec, n=n, dim=1) * self.window[None, :, None]  # [B, n_fft, T]
+        weights = self.window.square()[None, :, None].expand(b, n, t)
+        if mask is not None:
+            frames, weights = frames * mask, weights * mask
+        total = (t - 1) * hop + n
+        fold = dict(output_size=(1, total), kernel_size=(1, n), stride=(1, hop))
+        audio = F.fold(frames, **fold).reshape(b, total)
+        envelope = F.fold(weights.contiguous(), **fold).reshape(b, total)
+        pad = (n - hop) // 2
+        audio, envelope = audio[:, pad:pad + t * hop], envelope[:, pad:pad + t * hop]
+        audio = torch.where(envelope > 1e-8, audio / envelope.clamp(min=1e-8), torch.zeros_like(audio))
+        if mask is not None:  # samples past an item's last frame are padding: zero, as documented
+            audio = audio * mask[:, 0].repeat_interleave(hop, dim=-1)
+        return audio
+
+
+class VocosDecoder(nn.Module):
+    """Latents ``[B, latent_dim, T]`` -> audio ``[B, 1, T * hop_length]``.
+
+    ``forward(z, lengths)``: ``lengths [B]`` are valid frames per item of a padded batch
+    (each item then decodes exactly as it would alone; samples past ``lengths * hop``
+    are zero).
+    """
+
+    def __init__(self, latent_dim: int, hop_length: int, cfg: DecoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Conv1d(latent_dim, cfg.dim, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(cfg.dim, cfg.intermediate_dim, cfg.kernel_size, 1.0 / cfg.n_layers)
+            for _ in range(cfg.n_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, hop_length, cfg.max_log_magnitude)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Conv1d, nn.Linear)):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        mask = frame_mask(lengths, z.shape[-1], z.device)
+        x = self.embed(_masked(z, mask))
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.final_norm(x.transpose(1, 2)).transpose(1, 2)
+        return self.head(x, mask)

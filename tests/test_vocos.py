@@ -1,0 +1,120 @@
+"""Vocos-style decoder: exact lengths, padded batch equals items alone, storage, gradients."""
+
+import json
+
+import pytest
+import torch
+
+from simvq_audio.configs import ConfigError, from_dict
+from simvq_audio.models import CodecConfig, SimVQCodec, load_pretrained
+from simvq_audio.models.pretrained import CONFIG_NAME
+from simvq_audio.modules import SEANetConfig
+from simvq_audio.modules.vocos import DecoderConfig, ISTFTHead, VocosDecoder
+from simvq_audio.quantization import QuantizerConfig
+
+
+def tiny_vocos(seed=0, n_fft=32, ratios=(4, 4)) -> SimVQCodec:
+    torch.manual_seed(seed)
+    cfg = CodecConfig(
+        sample_rate=16000,
+        seanet=SEANetConfig(n_filters=4, ratios=ratios, dimension=8, lstm=0),
+        quantizer=QuantizerConfig(codebook_size=32, dim=4),
+        decoder=DecoderConfig(kind="vocos", dim=16, intermediate_dim=24, n_layers=2, n_fft=n_fft),
+    )
+    return SimVQCodec(cfg).eval()
+
+
+def test_decoder_is_the_vocos_kind():
+    m = tiny_vocos()
+    assert isinstance(m.decoder, VocosDecoder) and m.hop_length == 16
+
+
+@pytest.mark.parametrize("n_fft", [16, 32, 64])
+def test_any_length_round_trips_to_exactly_that_length(n_fft):
+    m = tiny_vocos(n_fft=n_fft)
+    gen = torch.Generator().manual_seed(1)
+    for n in [1, 2, 15, 16, 17] + torch.randint(18, 900, (6,), generator=gen).tolist():
+        x = torch.randn(2, 1, n, generator=gen)
+        codes = m.encode(x)
+        assert m.decode(codes).shape == (2, 1, codes.shape[-1] * 16)
+        assert m.decode(codes, n).shape == (2, 1, n)
+        assert m(x).audio.shape == (2, 1, n)
+
+
+def test_padded_batch_decodes_each_item_as_alone():
+    m = tiny_vocos()
+    lengths = [37, 160, 401, 250, 5]
+    gen = torch.Generator().manual_seed(3)
+    items = [torch.randn(1, 1, n, generator=gen) for n in lengths]
+    batch = torch.zeros(len(items), 1, max(lengths))
+    for i, x in enumerate(items):
+        batch[i, :, : x.shape[-1]] = x
+    codes = m.encode(batch, lengths=torch.tensor(lengths))
+    frames = [m.num_frames(n) for n in lengths]
+    audio = m.decode(codes, frame_lengths=torch.tensor(frames))
+    for i, f in enumerate(frames):
+        alone = m.decode(codes[i : i + 1, :, :f])
+        torch.testing.assert_close(audio[i : i + 1, :, : f * 16], alone, rtol=1e-5, atol=1e-6)
+        assert torch.all(audio[i, :, f * 16 :] == 0)  # padding is silent
+
+
+def test_istft_inverts_a_known_stft():
+    """The head's overlap-add inverts a "same"-padded STFT of the same window and hop."""
+    n_fft, hop, t = 64, 16, 40
+    head = ISTFTHead(dim=4, n_fft=n_fft, hop_length=hop, max_log_magnitude=10.0)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, t * hop, generator=gen)
+    pad = (n_fft - hop) // 2
+    padded = torch.nn.functional.pad(x, (pad, pad))
+    spec = torch.stft(padded, n_fft, hop, window=torch.hann_window(n_fft), center=False, return_complex=True)
+    assert spec.shape[-1] == t
+    y = head.istft(spec)
+    assert y.shape == x.shape
+    # edges see fewer windows; the interior is exact
+    torch.testing.assert_close(y[:, n_fft:-n_fft], x[:, n_fft:-n_fft], rtol=1e-4, atol=1e-4)
+
+
+def test_training_forward_gives_gradients_everywhere():
+    m = tiny_vocos().train()
+    x = torch.randn(2, 1, 320)
+    out = m(x)
+    ((out.audio - x) ** 2).mean().add(out.quantizer_loss).backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_save_load_round_trip_keeps_the_decoder(tmp_path):
+    m = tiny_vocos()
+    m.train()(torch.randn(2, 1, 800))
+    m.eval()
+    mid = m.save_pretrained(tmp_path)
+    stored = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert stored["config"]["decoder"]["kind"] == "vocos"
+    loaded = load_pretrained(tmp_path)
+    assert loaded.model_id == mid and isinstance(loaded.decoder, VocosDecoder)
+    codes = m.encode(torch.randn(1, 1, 500))
+    torch.testing.assert_close(loaded.decode(codes), m.decode(codes))
+
+
+def test_models_without_a_decoder_key_load_as_seanet_with_their_id(tmp_path):
+    torch.manual_seed(0)
+    cfg = CodecConfig(seanet=SEANetConfig(n_filters=4, ratios=(4, 4), dimension=8, lstm=0),
+                      quantizer=QuantizerConfig(codebook_size=32, dim=4))
+    m = SimVQCodec(cfg).eval()
+    mid = m.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    del meta["config"]["decoder"]  # as written before the decoder was configurable
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    loaded = load_pretrained(tmp_path)
+    assert loaded.model_id == mid and loaded.config.decoder.kind == "seanet"
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="decoder kind"):
+        from_dict(CodecConfig, {"decoder": {"kind": "hifigan"}})
+    with pytest.raises(ConfigError, match="odd"):
+        from_dict(CodecConfig, {"decoder": {"kind": "vocos", "kernel_size": 4}})
+    with pytest.raises(ConfigError, match="mono"):
+        from_dict(CodecConfig, {"decoder": {"kind": "vocos"}, "seanet": {"channels": 2}})
+    with pytest.raises(ValueError, match="n_fft"):
+        tiny_vocos(n_fft=8)  # n_fft must be at least the hop (16)
