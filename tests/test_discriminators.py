@@ -10,6 +10,7 @@ from simvq_audio.discriminators import (
     CombinedDiscriminator,
     DiscriminatorConfig,
     MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
     MultiScaleSTFTDiscriminator,
     build_discriminator,
 )
@@ -57,6 +58,28 @@ def test_msstft_structure_random_lengths(length: int) -> None:
         assert fmap[0].shape[2:] == (frames, n_fft // 2 + 1)  # [B, C, frames, freq]
 
 
+@pytest.mark.parametrize("length", [1, 50, 700, 1601])
+def test_mrd_structure_random_lengths(length: int) -> None:
+    torch.manual_seed(length)
+    disc = MultiResolutionDiscriminator(n_ffts=(128, 64), hop_lengths=(32, 16), channels=3)
+    logits, fmaps = disc(torch.randn(2, 1, length))
+    _check_structure(logits, fmaps, batch=2, n_sub=2, n_layers=5)
+    for n_fft, hop, fmap in zip((128, 64), (32, 16), fmaps, strict=True):
+        bins = n_fft // 2 + 1
+        assert fmap[0].shape[1:] == (3, length // hop + 1, bins)  # [B, C, frames, freq]
+        assert fmap[-1].shape[-1] == -(-(-(-(-(-bins // 2)) // 2)) // 2)  # three stride-2 layers
+
+
+def test_mrd_sees_harmonics_that_mel_bands_blur() -> None:
+    """The input is a compressed linear-frequency magnitude: two tones 40 Hz apart are two peaks."""
+    disc = MultiResolutionDiscriminator(n_ffts=(2048,), hop_lengths=(512,), channels=2).discriminators[0]
+    t = torch.arange(16000) / 16000
+    wav = (torch.sin(2 * torch.pi * 200 * t) + torch.sin(2 * torch.pi * 240 * t))[None, None]
+    spec = disc.spectrogram(wav)[0, 0].mean(0)  # [freq], 7.8 Hz bins
+    peaks = torch.topk(spec, 2).indices.sort().values
+    assert peaks.tolist() == [round(200 / 7.8125), round(240 / 7.8125)]
+
+
 def test_combined_concatenates_in_order() -> None:
     torch.manual_seed(0)
     disc = build_discriminator(TINY)
@@ -70,9 +93,11 @@ def test_combined_concatenates_in_order() -> None:
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("use_mpd,use_stft,n_sub", [(True, False, 3), (False, True, 2)])
-def test_config_switches(use_mpd: bool, use_stft: bool, n_sub: int) -> None:
-    cfg = DiscriminatorConfig(**{**to_dict(TINY), "use_mpd": use_mpd, "use_stft": use_stft})
+@pytest.mark.parametrize("use_mpd,use_stft,use_mrd,n_sub",
+                         [(True, False, False, 3), (False, True, False, 2), (False, False, True, 3), (True, False, True, 6)])
+def test_config_switches(use_mpd: bool, use_stft: bool, use_mrd: bool, n_sub: int) -> None:
+    cfg = DiscriminatorConfig(**{**to_dict(TINY), "use_mpd": use_mpd, "use_stft": use_stft, "use_mrd": use_mrd,
+                                 "mrd_channels": 2})
     logits, _ = build_discriminator(cfg)(torch.randn(1, 1, 500))
     assert len(logits) == n_sub
 
@@ -113,6 +138,8 @@ def test_config_validation_and_round_trip() -> None:
         from_dict(DiscriminatorConfig, {"stft_n_ffts": [512], "stft_hop_lengths": [128, 64]})
     with pytest.raises(ConfigError):
         from_dict(DiscriminatorConfig, {"use_mpd": False, "use_stft": False})
+    with pytest.raises(ConfigError, match="mrd_n_ffts"):
+        from_dict(DiscriminatorConfig, {"use_mrd": True, "mrd_n_ffts": [512], "mrd_hop_lengths": [128, 64]})
     with pytest.raises(ConfigError, match="unknown config key"):
         from_dict(DiscriminatorConfig, {"channels": 3})
 

@@ -5,6 +5,7 @@ tensors (one per sub-discriminator) and a list of lists of feature maps.
 """
 
 from .combined import CombinedDiscriminator, DiscriminatorConfig, build_discriminator
+from .mrd import MultiResolutionDiscriminator, ResolutionDiscriminator
 from .mpd import MultiPeriodDiscriminator, PeriodDiscriminator
 from .msstft import MultiScaleSTFTDiscriminator, STFTDiscriminator
 
@@ -12,8 +13,10 @@ __all__ = [
     "CombinedDiscriminator",
     "DiscriminatorConfig",
     "MultiPeriodDiscriminator",
+    "MultiResolutionDiscriminator",
     "MultiScaleSTFTDiscriminator",
     "PeriodDiscriminator",
+    "ResolutionDiscriminator",
     "STFTDiscriminator",
     "build_discriminator",
 ]

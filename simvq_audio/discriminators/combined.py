@@ -1,4 +1,4 @@
-"""Discriminator configuration and the combined (MPD + MS-STFT) discriminator."""
+"""Discriminator configuration and the combined (MPD + MS-STFT + MRD) discriminator."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .mpd import MultiPeriodDiscriminator, _check_wav
+from .mrd import MultiResolutionDiscriminator
 from .msstft import MultiScaleSTFTDiscriminator
 
 
@@ -18,7 +19,10 @@ class DiscriminatorConfig:
     ``periods``/``mpd_channels``: the multi-period discriminator (``mpd_channels``
     scales the HiFi-GAN widths 32, 128, 512, 1024, 1024). ``stft_*``: the multi-scale
     STFT discriminator, one sub-discriminator per ``(n_fft, hop, win)`` triple,
-    ``stft_filters`` channels per conv. Lengths are in samples.
+    ``stft_filters`` channels per conv. ``mrd_*``: the multi-resolution magnitude
+    discriminator (UnivNet/Vocos), one per ``(n_fft, hop)`` pair, ``mrd_channels`` wide.
+    Lengths are in samples. A CPU-cheap set: ``mpd_channels: 4``, ``use_stft: false``,
+    ``use_mrd: true``, ``mrd_channels: 8`` (BENCHMARKS.md has the step costs).
     """
 
     periods: tuple[int, ...] = (2, 3, 5, 7, 11)
@@ -29,10 +33,18 @@ class DiscriminatorConfig:
     use_mpd: bool = True
     use_stft: bool = True
     mpd_channels: int = 32
+    use_mrd: bool = False
+    mrd_channels: int = 32
+    mrd_n_ffts: tuple[int, ...] = (2048, 1024, 512)
+    mrd_hop_lengths: tuple[int, ...] = (512, 256, 128)
 
     def __post_init__(self) -> None:
-        if not (self.use_mpd or self.use_stft):
-            raise ValueError("at least one of use_mpd and use_stft must be true")
+        if not (self.use_mpd or self.use_stft or self.use_mrd):
+            raise ValueError("at least one of use_mpd, use_stft and use_mrd must be true")
+        if self.mrd_channels < 1:
+            raise ValueError("mrd_channels must be >= 1")
+        if self.use_mrd and (not self.mrd_n_ffts or len(self.mrd_n_ffts) != len(self.mrd_hop_lengths)):
+            raise ValueError("mrd_n_ffts and mrd_hop_lengths must be non-empty and of equal length")
         if self.use_mpd and (not self.periods or min(self.periods) < 1):
             raise ValueError(f"periods must be non-empty positive integers, got {self.periods}")
         if self.mpd_channels < 1 or self.stft_filters < 1:
@@ -66,7 +78,7 @@ class CombinedDiscriminator(nn.Module):
 
 
 def build_discriminator(cfg: DiscriminatorConfig) -> CombinedDiscriminator:
-    """The discriminators ``cfg`` asks for, MPD first."""
+    """The discriminators ``cfg`` asks for: MPD, MS-STFT, MRD, in that order."""
     members: list[nn.Module] = []
     if cfg.use_mpd:
         members.append(MultiPeriodDiscriminator(cfg.periods, channels=cfg.mpd_channels))
@@ -74,4 +86,6 @@ def build_discriminator(cfg: DiscriminatorConfig) -> CombinedDiscriminator:
         members.append(
             MultiScaleSTFTDiscriminator(cfg.stft_filters, cfg.stft_n_ffts, cfg.stft_hop_lengths, cfg.stft_win_lengths)
         )
+    if cfg.use_mrd:
+        members.append(MultiResolutionDiscriminator(cfg.mrd_n_ffts, cfg.mrd_hop_lengths, cfg.mrd_channels))
     return CombinedDiscriminator(members)
