@@ -183,6 +183,46 @@ def test_warm_start_from_a_released_model(trained, tmp_path):
         Trainer(cfg)
 
 
+def test_staged_training_new_decoder_on_frozen_encoder_and_quantizer(trained, tmp_path):
+    """init_parts gives a Vocos decoder the release's encoder and quantizer; freeze keeps them fixed."""
+    run_dir, _, _, _ = trained
+    release = tmp_path / "release"
+    export_checkpoint(run_dir, release)
+    model = SimVQCodec.from_pretrained(release)
+    vocos = ["model.decoder.kind=vocos", "model.decoder.dim=16", "model.decoder.intermediate_dim=24",
+             "model.decoder.n_layers=2", "model.decoder.n_fft=32"]
+    trainer = make_trainer(tmp_path / "stage", *vocos, f"training.init_from={release}",
+                           "training.init_parts=[encoder,quantizer]", "training.freeze=[encoder,quantizer]",
+                           "training.max_steps=2", "training.discriminator_start_step=1", "discriminator.use_stft=false",
+                           "discriminator.use_mrd=true", "discriminator.mrd_channels=2",
+                           "discriminator.mrd_n_ffts=[256,128]", "discriminator.mrd_hop_lengths=[64,32]")
+    gen = trainer.unwrapped_generator
+    reference = model.state_dict()
+    frozen_keys = [k for k in reference if k.split(".")[0] in ("encoder", "in_proj", "quantizer")]
+    assert frozen_keys and all(torch.equal(gen.state_dict()[k], reference[k]) for k in frozen_keys)
+    decoder_before = {k: v.clone() for k, v in gen.state_dict().items() if k.startswith("decoder.")}
+    optimised = {id(p) for group in trainer.g_opt.optimizer.param_groups for p in group["params"]}
+    assert all((id(p) in optimised) == p.requires_grad for p in gen.parameters())
+    assert not any(p.requires_grad for p in gen.encoder.parameters())
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    after = gen.state_dict()
+    assert trainer.state.step == 2
+    assert all(torch.equal(after[k], reference[k]) for k in frozen_keys)  # one step with D, one without
+    assert any(not torch.equal(after[k], v) for k, v in decoder_before.items())
+    metrics = [json.loads(line) for line in (tmp_path / "stage" / "metrics.jsonl").read_text().splitlines()]
+    assert "loss/feature_matching" in metrics[-1] and "loss/discriminator" in metrics[-1]
+
+    fresh_accelerate()
+    cfg = load_config(CONFIG, [*TINY, *vocos, f"logging.dir={tmp_path / 'bad'}", f"training.init_from={release}"])
+    with pytest.raises(CheckpointError, match=r"architecture differs.*decoder"):
+        Trainer(cfg)  # the whole model cannot start from a SEANet-decoder release
+    with pytest.raises(Exception, match="unknown part 'encoders'"):
+        load_config(CONFIG, [*TINY, "training.freeze=[encoders]"])
+
+
 def test_cli_train_and_export(tmp_path, capsys):
     from simvq_audio.cli import main
 

@@ -20,6 +20,7 @@ from ..configs import ConfigError, from_dict, to_dict
 from ..discriminators import DiscriminatorConfig
 from ..models.codec import CodecConfig
 from ..models.pretrained import BUILTIN_MODELS
+from .parts import PARTS, check_parts
 from .schedule import ScheduleConfig
 
 PRECISIONS = ("no", "bf16", "fp16")
@@ -111,7 +112,9 @@ class TrainingConfig:
 
     ``init_from``: a release model folder (or a built-in name such as ``default``) whose
     weights a new run starts from (see ``training/warm_start.py``); ignored when the run
-    resumes one of its own checkpoints, which already hold them.
+    resumes one of its own checkpoints, which already hold them. ``init_parts``: copy only
+    these parts of it (``encoder``, ``quantizer``, ``decoder``; empty: all).
+    ``freeze``: parts that take no gradient in this run (``training/parts.py``).
     """
 
     max_steps: int = 100_000
@@ -123,8 +126,14 @@ class TrainingConfig:
     nonfinite_patience: int = 20
     cpu: bool = False
     init_from: str | None = None
+    init_parts: tuple[str, ...] = ()
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_parts(self.init_parts, "training.init_parts")
+        check_parts(self.freeze, "training.freeze")
+        if len(self.freeze) >= len(PARTS) and set(self.freeze) == set(PARTS):
+            raise ValueError("training.freeze: freezing every part leaves nothing to train")
         if self.max_steps < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("max_steps and gradient_accumulation_steps must be >= 1")
         if self.mixed_precision not in PRECISIONS:

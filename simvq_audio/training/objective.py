@@ -1,7 +1,10 @@
 """The codec's training objective: weighted generator loss and the discriminator loss.
 
-Discriminators see real and fake audio in one forward pass (concatenated along the
-batch) so each update runs each discriminator once. All losses are float32 scalars.
+The discriminator's update sees real and fake audio in one forward pass (concatenated
+along the batch). The generator's pass through the discriminator then runs on the fake
+half only: the real half's feature maps (the targets of feature matching) are taken,
+detached, from the discriminator's pass, which used the same weights. All losses are
+float32 scalars.
 """
 
 from __future__ import annotations
@@ -59,11 +62,14 @@ class CodecObjective(nn.Module):
     def generator_loss(self, out: CodecOutput, fake: torch.Tensor, real: torch.Tensor,
                        discriminator: Discriminator | None = None,
                        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                       real_fmaps: list[list[torch.Tensor]] | None = None,
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total generator loss and its detached terms.
 
         ``fake``/``real``: ``[B, C, N]`` float32 reconstruction (padding zeroed) and target.
-        ``discriminator``: called on ``[2B, C, N]`` with its parameters frozen by the caller.
+        ``discriminator``: called with its parameters frozen by the caller, on ``[B, C, N]``
+        fakes when ``real_fmaps`` (the real audio's feature maps under the same weights, as
+        ``discriminator_loss`` returns them) is given, else on ``[2B, C, N]`` real + fake.
         """
         w = self.cfg
         mel = self.mel(fake, real)
@@ -75,9 +81,13 @@ class CodecObjective(nn.Module):
             total = total + w.stft * stft
             logs["loss/stft"] = stft
         if discriminator is not None:
-            with autocast():
-                logits, fmaps = discriminator(torch.cat([real, fake]))
-            _, fake_logits, real_fmaps, fake_fmaps = _split(logits, fmaps, real.shape[0])
+            if real_fmaps is None:
+                with autocast():
+                    logits, fmaps = discriminator(torch.cat([real, fake]))
+                _, fake_logits, real_fmaps, fake_fmaps = _split(logits, fmaps, real.shape[0])
+            else:
+                with autocast():
+                    fake_logits, fake_fmaps = discriminator(fake)
             adv = generator_adversarial_loss(fake_logits, w.gan_kind)
             fm = feature_matching_loss(real_fmaps, fake_fmaps)
             total = total + w.adversarial * adv + w.feature_matching * fm
@@ -88,10 +98,14 @@ class CodecObjective(nn.Module):
 
     def discriminator_loss(self, discriminator: Discriminator, fake: torch.Tensor, real: torch.Tensor,
                            autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Discriminator loss on ``real`` vs ``fake`` (detached here) audio ``[B, C, N]``."""
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[list[torch.Tensor]]]:
+        """Discriminator loss on ``real`` vs ``fake`` (detached here) audio ``[B, C, N]``.
+
+        Returns the loss, its log entry, and the real audio's feature maps (detached) for
+        the generator's feature-matching term.
+        """
         with autocast():
             logits, fmaps = discriminator(torch.cat([real, fake.detach()]))
-        real_logits, fake_logits, _, _ = _split(logits, fmaps, real.shape[0])
+        real_logits, fake_logits, real_fmaps, _ = _split(logits, fmaps, real.shape[0])
         loss = discriminator_loss(real_logits, fake_logits, self.cfg.gan_kind)
-        return loss, {"loss/discriminator": loss.detach()}
+        return loss, {"loss/discriminator": loss.detach()}, [[f.detach() for f in fm] for fm in real_fmaps]

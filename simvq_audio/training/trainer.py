@@ -34,6 +34,7 @@ from .guard import NonFiniteGuard
 from .levels import draw_levels, set_levels
 from .loaders import build_train_loader, set_data_epoch
 from .objective import CodecObjective, frozen
+from .parts import freeze
 from .schedule import make_scheduler
 from .tracking import MeanWindow, RunLogger, peak_memory_mb
 from .validation import Validator, validation_files
@@ -79,11 +80,14 @@ class Trainer:
         # A run with a checkpoint of its own resumes it (the weights it started from are in there).
         self.init_model_id = None
         if cfg.training.init_from and resolve_resume(cfg.checkpoint.resume, cfg.checkpoint_dir) is None:
-            self.init_model_id = warm_start(generator, cfg.training.init_from)
+            self.init_model_id = warm_start(generator, cfg.training.init_from, cfg.training.init_parts)
             acc.print(f"starting from model {self.init_model_id} ({cfg.training.init_from})")
+        if cfg.training.freeze:
+            n = freeze(generator, cfg.training.freeze)
+            acc.print(f"frozen: {', '.join(cfg.training.freeze)} ({n:,} parameters)")
         discriminator = build_discriminator(cfg.discriminator)
         self.ema = EMA(generator, cfg.training.ema_decay)
-        g_opt = make_optimizer(generator.parameters(), cfg.optimizer.generator)
+        g_opt = make_optimizer([p for p in generator.parameters() if p.requires_grad], cfg.optimizer.generator)
         d_opt = make_optimizer(discriminator.parameters(), cfg.optimizer.discriminator)
         self._loader = build_train_loader(cfg.data, cfg.model.sample_rate, cfg.model.seanet.channels,
                                           cfg.training.seed)
@@ -200,8 +204,10 @@ class Trainer:
             fake = out.audio.float() * mask  # the loss ignores the zero padding of short files
             logs: dict = {}
             ok = self._loss_ok
+            real_fmaps = None
             if use_d:
-                d_loss, d_logs = self.objective.discriminator_loss(self.discriminator, fake, real, acc.autocast)
+                d_loss, d_logs, real_fmaps = self.objective.discriminator_loss(self.discriminator, fake, real,
+                                                                               acc.autocast)
                 acc.backward(d_loss)
                 logs.update(d_logs)
                 ok = ok & torch.isfinite(d_loss)
@@ -210,7 +216,7 @@ class Trainer:
             plain_d = acc.unwrap_model(self.discriminator)
             with frozen(plain_d) if use_d else contextlib.nullcontext():
                 g_loss, g_logs = self.objective.generator_loss(out, fake, real, plain_d if use_d else None,
-                                                               acc.autocast)
+                                                               acc.autocast, real_fmaps)
                 acc.backward(g_loss)
             self._loss_ok = ok & torch.isfinite(g_loss)
             logs.update(g_logs)

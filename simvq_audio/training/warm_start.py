@@ -16,6 +16,7 @@ from ..configs import to_dict
 from ..models.codec import SimVQCodec
 from ..models.pretrained import load_pretrained, resolve_model_dir
 from .checkpoint import CheckpointError
+from .parts import PART_CONFIG_KEYS, PARTS, part_modules
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -31,18 +32,27 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def warm_start(generator: SimVQCodec, model_dir: str | os.PathLike) -> str:
+def warm_start(generator: SimVQCodec, model_dir: str | os.PathLike, parts: tuple[str, ...] = ()) -> str:
     """Copy a release model's weights into ``generator``; returns the model's id.
 
-    The model's architecture must equal ``generator.config`` (the ``name`` may differ);
-    otherwise ``CheckpointError`` lists the differing keys. Loading is strict.
+    ``parts`` (``encoder``, ``quantizer``, ``decoder``; empty: the whole model) limits the
+    copy, e.g. to give a new decoder the encoder and quantizer of a release. The config
+    fields those parts depend on must equal ``generator.config``'s (the ``name`` may
+    differ); otherwise ``CheckpointError`` lists the differing keys. Loading is strict.
     """
     source = load_pretrained(model_dir)  # strict, id-verified; raises ModelLoadError naming the path
-    ours = {k: v for k, v in to_dict(generator.config).items() if k != "name"}
-    theirs = {k: v for k, v in to_dict(source.config).items() if k != "name"}
+    keys = None if not parts else {k for p in parts for k in PART_CONFIG_KEYS[p]}
+    ours = {k: v for k, v in to_dict(generator.config).items() if k != "name" and (keys is None or k in keys)}
+    theirs = {k: v for k, v in to_dict(source.config).items() if k != "name" and (keys is None or k in keys)}
     diff = _differences(theirs, ours)
     if diff:
-        raise CheckpointError(f"{resolve_model_dir(model_dir)}: cannot start from this model, its architecture "
+        what = "its architecture" if not parts else f"the architecture of its {', '.join(parts)}"
+        raise CheckpointError(f"{resolve_model_dir(model_dir)}: cannot start from this model, {what} "
                               f"differs from model.* of the config: {'; '.join(diff)}")
-    generator.load_state_dict(source.state_dict(), strict=True)  # copies in place, on generator's device
+    if not parts:
+        generator.load_state_dict(source.state_dict(), strict=True)  # copies in place, on generator's device
+        return source.model_id
+    theirs_modules = part_modules(source, parts)
+    for attr, module in part_modules(generator, parts).items():
+        module.load_state_dict(theirs_modules[attr].state_dict(), strict=True)
     return source.model_id

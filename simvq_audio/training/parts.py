@@ -1,0 +1,53 @@
+"""Named parts of a codec, for staged training: freeze some, or start some from a release.
+
+A stage may train the decoder alone on the tokens of a fixed encoder and quantizer
+(``training.freeze: [encoder, quantizer]``), or give a new decoder the encoder and
+quantizer of a released model (``training.init_parts: [encoder, quantizer]``).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..models.codec import SimVQCodec
+
+# part -> the codec's submodules it covers (the projections go with their side).
+PARTS: dict[str, tuple[str, ...]] = {
+    "encoder": ("encoder", "in_proj"),
+    "quantizer": ("quantizer",),
+    "decoder": ("out_proj", "decoder"),
+}
+# part -> the CodecConfig fields its weights depend on.
+PART_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "encoder": ("sample_rate", "seanet"),
+    "quantizer": ("quantizer",),
+    "decoder": ("sample_rate", "decoder"),
+}
+
+
+def check_parts(names: tuple[str, ...] | list[str], key: str) -> None:
+    """Raise ``ValueError`` naming ``key`` when a name is not a part."""
+    unknown = [n for n in names if n not in PARTS]
+    if unknown:
+        raise ValueError(f"{key}: unknown part {unknown[0]!r}; parts are {', '.join(PARTS)}")
+
+
+def part_modules(codec: SimVQCodec, names: tuple[str, ...] | list[str]) -> dict[str, nn.Module]:
+    """The submodules (by attribute name) that the parts ``names`` cover."""
+    check_parts(names, "parts")
+    return {attr: getattr(codec, attr) for name in names for attr in PARTS[name]}
+
+
+def freeze(codec: SimVQCodec, names: tuple[str, ...] | list[str]) -> int:
+    """Stop gradients to the parts ``names``; returns how many parameters were frozen.
+
+    Frozen parameters get no gradient, so the optimiser (built from the parameters that
+    still require one) never moves them, and autograd records nothing inside a frozen
+    encoder: its backward pass costs nothing.
+    """
+    frozen = 0
+    for module in part_modules(codec, names).values():
+        for p in module.parameters():
+            frozen += p.numel()
+            p.requires_grad_(False)
+    return frozen
