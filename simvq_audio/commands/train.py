@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 HELP = "Train a codec from a YAML config (key=value overrides; resumes automatically)."
 
@@ -26,6 +28,22 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(cfg), end="")
         return 0
+    from ..training.lock import run_lock
+
+    # One run per run folder. Under `accelerate launch` only the global main process (RANK 0) holds the
+    # lock: the other ranks of the same run share its folders.
+    folders = [Path(cfg.logging.dir)]
+    if not Path(cfg.checkpoint_dir).resolve().is_relative_to(folders[0].resolve()):
+        folders.append(Path(cfg.checkpoint_dir))  # checkpoint.dir elsewhere: another run could share it
+    if int(os.environ.get("RANK", "0")) != 0:
+        folders = []
+    with run_lock(folders) as stale:
+        for holder in stale:
+            print(f"note: took over the run folder lock of pid {holder.get('pid')} (no longer running)", flush=True)
+        return _train(cfg)
+
+
+def _train(cfg) -> int:
     from ..training.trainer import Trainer
 
     trainer = Trainer(cfg)
