@@ -209,11 +209,30 @@ class Tokenizer:
             wav = wav.detach().cpu()
             # Integer PCM stays integer so that to_model_format scales it; half/bfloat16 become float32.
             wav = (wav.float() if wav.is_floating_point() else wav).numpy()
-        samples = to_model_format(np.asarray(wav), sample_rate or self.sample_rate, self.sample_rate, self.channels)
+        samples = self._channels_first(np.asarray(wav), label)
+        samples = to_model_format(samples, sample_rate or self.sample_rate, self.sample_rate, self.channels)
         if not np.isfinite(samples).all():
             raise AudioError(f"{label}: contains NaN or infinite samples")
         self._check_length(samples.shape[-1], label)
         return samples
+
+    def _channels_first(self, wav: np.ndarray, label: str) -> np.ndarray:
+        """``[N]`` or ``[C, N]`` as given; soundfile's ``[N, C]`` (many samples of a few channels) transposed.
+
+        Anything else is refused rather than guessed: a ``[4, N]`` array may be a batch of four items,
+        which mixing down as four channels would silently average into one sequence.
+        """
+        allowed = max(2, self.channels)
+        if wav.ndim == 1 or (wav.ndim == 2 and wav.shape[0] <= allowed):
+            return wav
+        if wav.ndim == 2 and wav.shape[1] <= allowed:
+            return wav.T
+        shape = tuple(wav.shape)
+        raise AudioError(
+            f"{label}: audio shaped {shape} is neither [N] nor [C, N] (or [N, C]) with at most {allowed} "
+            f"channels; pass a batch as a list of items (e.g. list(x)), and mix more channels down first "
+            f"(e.g. x.mean(axis=0) for [C, N])"
+        )
 
     def _check_length(self, n: int, label: str) -> None:
         check_length(n, self.hop_length, self.sample_rate, label)
@@ -221,10 +240,12 @@ class Tokenizer:
     def encode(self, wav, sample_rate: int | Sequence[int] | None = None, batch_size: int | None = None):
         """Audio -> codes ``LongTensor [n_q, ceil(N / hop)]`` (N: samples at the model rate).
 
-        ``wav``: numpy array or tensor ``[N]`` or ``[C, N]`` at ``sample_rate`` (default: the model
-        rate); it is downmixed/resampled to the model's format. A list of such arrays (with one rate
+        ``wav``: numpy array or tensor ``[N]`` or ``[C, N]`` (soundfile's ``[N, C]`` is accepted too) with
+        at most 2 channels (or the model's count), float or integer PCM, at ``sample_rate`` (default: the
+        model rate); it is downmixed/resampled to the model's format. A list of such arrays (with one rate
         or a list of rates) gives a list of code tensors, batched by length; each equals the item
-        encoded alone. Raises ``AudioError`` for NaN/Inf, empty or shorter-than-one-frame audio.
+        encoded alone. Raises ``AudioError`` for NaN/Inf, empty or shorter-than-one-frame audio, and for
+        a 2-D array with more rows and columns than channels (a batch? pass a list).
         """
         single = not isinstance(wav, (list, tuple))
         wavs = [wav] if single else list(wav)
@@ -249,7 +270,9 @@ class Tokenizer:
     def _check_codes(self, codes, label: str) -> torch.Tensor:
         codes = torch.as_tensor(np.asarray(codes) if not isinstance(codes, torch.Tensor) else codes).cpu()
         if codes.dim() != 2 or not 1 <= codes.shape[0] <= self.n_codebooks or codes.shape[1] < 1:
-            raise TokenFileError(f"{label}: expected codes [n_q <= {self.n_codebooks}, T >= 1], got {tuple(codes.shape)}")
+            hint = "; pass a batch as a list of [n_q, T] items" if codes.dim() == 3 else ""
+            raise TokenFileError(f"{label}: expected codes [n_q <= {self.n_codebooks}, T >= 1], "
+                                 f"got {tuple(codes.shape)}{hint}")
         if codes.is_floating_point() or codes.is_complex():
             raise TokenFileError(f"{label}: codes must be integers, got {codes.dtype}")
         codes = codes.long()
