@@ -34,13 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"simvq_audio.commands.{module_name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args``, except that unknown arguments are reported with the sub-command's usage
+    (argparse reports them with the top-level one), with a hint when a value follows an option that
+    takes one value."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        hint = ""
+        if any(not e.startswith("-") for e in extras):
+            hint = " (an option takes one value; to give several, repeat the option: --opt A --opt B)"
+        args._parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     try:
         return int(args._run(args) or 0)
     except SimVQError as exc:
