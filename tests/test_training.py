@@ -223,6 +223,32 @@ def test_staged_training_new_decoder_on_frozen_encoder_and_quantizer(trained, tm
         load_config(CONFIG, [*TINY, "training.freeze=[encoders]"])
 
 
+def test_discriminators_travel_as_one_file(trained, tmp_path, capsys):
+    """export --discriminator writes D (fp16) with its config; a new run starts D from it, strictly."""
+    from simvq_audio.cli import main
+    from simvq_audio.training.discriminator_state import read_discriminator_config
+
+    run_dir, trainer, _, _ = trained
+    disc_file = tmp_path / "disc.safetensors"
+    assert main(["export", str(run_dir), "-o", str(tmp_path / "model"), "--discriminator", str(disc_file)]) == 0
+    assert read_discriminator_config(disc_file) == trainer.cfg.discriminator
+    source = trainer.accelerator.unwrap_model(trainer.discriminator).state_dict()
+    new = make_trainer(tmp_path / "next", f"training.init_discriminator_from={disc_file}")
+    loaded = new.accelerator.unwrap_model(new.discriminator).state_dict()
+    assert loaded.keys() == source.keys()
+    assert all(torch.equal(loaded[k], source[k].half().float()) for k in source)
+    new.close()
+    fresh_accelerate()
+    cfg = load_config(CONFIG, [*TINY, f"logging.dir={tmp_path / 'other'}", "discriminator.mpd_channels=2",
+                               f"training.init_discriminator_from={disc_file}"])
+    with pytest.raises(CheckpointError, match=r"disc.safetensors: discriminator config differs.*mpd_channels"):
+        Trainer(cfg)
+    capsys.readouterr()
+    assert main(["train", "--config", str(CONFIG), *TINY, f"logging.dir={tmp_path / 'x'}",
+                 f"training.init_discriminator_from={tmp_path / 'missing.safetensors'}"]) == 1
+    assert "missing.safetensors: discriminator file not found" in capsys.readouterr().err
+
+
 def test_cli_train_and_export(tmp_path, capsys):
     from simvq_audio.cli import main
 

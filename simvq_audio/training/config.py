@@ -115,6 +115,9 @@ class TrainingConfig:
     resumes one of its own checkpoints, which already hold them. ``init_parts``: copy only
     these parts of it (``encoder``, ``quantizer``, ``decoder``; empty: all).
     ``freeze``: parts that take no gradient in this run (``training/parts.py``).
+    ``init_discriminator_from``: a discriminator file (``simvq-audio export --discriminator``)
+    whose weights a new run's discriminators start from; like ``init_from``, not read when
+    the run resumes its own checkpoint.
     """
 
     max_steps: int = 100_000
@@ -128,6 +131,7 @@ class TrainingConfig:
     init_from: str | None = None
     init_parts: tuple[str, ...] = ()
     freeze: tuple[str, ...] = ()
+    init_discriminator_from: str | None = None
 
     def __post_init__(self) -> None:
         check_parts(self.init_parts, "training.init_parts")
@@ -225,6 +229,7 @@ PATH_KEYS = (
     "checkpoint.dir",
     "checkpoint.resume",
     "training.init_from",
+    "training.init_discriminator_from",
 )
 # Words some path keys take instead of a path; they are kept as they are.
 KEYWORDS = {"checkpoint.resume": RESUME_WORDS, "training.init_from": BUILTIN_MODELS}

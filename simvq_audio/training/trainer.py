@@ -29,6 +29,7 @@ from ..models.codec import SimVQCodec
 from ..quantization.tracker import CodeUsageTracker
 from .checkpoint import CONFIG_NAME, EMA_DIR, CheckpointError, TrainState, resolve_resume, save_checkpoint
 from .config import AdamWConfig, TrainConfig, config_to_yaml
+from .discriminator_state import load_discriminator
 from .ema import EMA
 from .guard import NonFiniteGuard
 from .levels import draw_levels, set_levels
@@ -79,13 +80,17 @@ class Trainer:
         generator = SimVQCodec(cfg.model)
         # A run with a checkpoint of its own resumes it (the weights it started from are in there).
         self.init_model_id = None
-        if cfg.training.init_from and resolve_resume(cfg.checkpoint.resume, cfg.checkpoint_dir) is None:
+        new_run = resolve_resume(cfg.checkpoint.resume, cfg.checkpoint_dir) is None
+        if cfg.training.init_from and new_run:
             self.init_model_id = warm_start(generator, cfg.training.init_from, cfg.training.init_parts)
             acc.print(f"starting from model {self.init_model_id} ({cfg.training.init_from})")
         if cfg.training.freeze:
             n = freeze(generator, cfg.training.freeze)
             acc.print(f"frozen: {', '.join(cfg.training.freeze)} ({n:,} parameters)")
         discriminator = build_discriminator(cfg.discriminator)
+        if cfg.training.init_discriminator_from and new_run:
+            load_discriminator(discriminator, cfg.discriminator, cfg.training.init_discriminator_from)
+            acc.print(f"starting the discriminators from {cfg.training.init_discriminator_from}")
         self.ema = EMA(generator, cfg.training.ema_decay)
         g_opt = make_optimizer([p for p in generator.parameters() if p.requires_grad], cfg.optimizer.generator)
         d_opt = make_optimizer(discriminator.parameters(), cfg.optimizer.discriminator)
