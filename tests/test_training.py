@@ -249,6 +249,27 @@ def test_discriminators_travel_as_one_file(trained, tmp_path, capsys):
     assert "missing.safetensors: discriminator file not found" in capsys.readouterr().err
 
 
+def test_stop_file_ends_the_run_with_a_checkpoint(tmp_path):
+    from simvq_audio.training.trainer import STOP_FILE
+
+    trainer = make_trainer(tmp_path, "training.max_steps=50", "training.discriminator_start_step=1000")
+    original = trainer._after_step
+
+    def after_step(bar):
+        original(bar)
+        if trainer.state.step == 2:
+            (tmp_path / STOP_FILE).touch()
+
+    trainer._after_step = after_step
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    assert trainer.state.step == 2  # checked after each optimiser step
+    assert [c.name for c in list_checkpoints(tmp_path / "checkpoints")] == ["step-00000002"]
+    assert not (tmp_path / STOP_FILE).exists()
+
+
 def test_cli_train_and_export(tmp_path, capsys):
     from simvq_audio.cli import main
 

@@ -42,6 +42,11 @@ from .validation import Validator, validation_files
 from .warm_start import warm_start
 
 
+# Creating this file in a run folder stops the run after the current optimiser step, with a
+# checkpoint: how a time-limited session ends training cleanly (``touch RUN/STOP``).
+STOP_FILE = "STOP"
+
+
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     """The ``Accelerator`` for ``cfg``: precision, accumulation, TensorBoard in ``logging.dir``."""
     # The SimVQ codebook is a buffer rebuilt from its seed: broadcasting it every forward
@@ -158,7 +163,11 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------
     def train(self, until_step: int | None = None) -> TrainState:
-        """Train to ``training.max_steps``; ``until_step`` stops earlier as if interrupted (tests, time limits)."""
+        """Train to ``training.max_steps``; ``until_step`` stops earlier as if interrupted (tests, time limits).
+
+        A file named ``STOP`` in ``logging.dir`` ends the run after the current optimiser step
+        with a checkpoint, and is then removed.
+        """
         acc, cfg, st = self.accelerator, self.cfg, self.state
         if self.logger is None:
             self.logger = RunLogger(acc, Path(cfg.logging.dir), to_dict(cfg))
@@ -184,15 +193,25 @@ class Trainer:
                         self._optimizer_step()
                         bar.update(1)
                         self._after_step(bar)
-                        if st.step >= stop:
+                        if st.step >= stop or self._stop_requested():
+                            stop = st.step
                             break
                 else:
                     st.epoch, st.batch_in_epoch = st.epoch + 1, 0
             if self.last_checkpoint_step != st.step:
                 self.save()
+            stop_file = Path(cfg.logging.dir) / STOP_FILE
+            if acc.is_main_process and stop_file.exists():
+                stop_file.unlink(missing_ok=True)
+                acc.print(f"stopped at step {st.step} as {stop_file} asked")
         finally:
             bar.close()
         return st
+
+    def _stop_requested(self) -> bool:
+        """True on every process once ``<logging.dir>/STOP`` exists on any of them."""
+        flag = torch.tensor(float((Path(self.cfg.logging.dir) / STOP_FILE).exists()), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum") > 0)
 
     def _micro_step(self, batch: dict) -> None:
         """Forward and backward of one micro-batch (both networks); no optimiser step."""
