@@ -241,3 +241,14 @@ def test_levels():
     assert draw_levels(DataConfig(train_manifest="x", loudness_db=None), 4, 0, 0, 0, 0) is None
     with pytest.raises(ValueError, match="loudness_db"):
         DataConfig(train_manifest="x", loudness_db=(-10.0, -20.0))
+
+
+def test_pitch_loss_needs_a_pitch_head(tmp_path):
+    from simvq_audio.configs import ConfigError
+    from simvq_audio.training.config import load_config
+
+    base = ["data.train_manifest=train.jsonl"]
+    with pytest.raises(ConfigError, match="loss.pitch > 0 needs model.pitch_head"):
+        load_config(None, [*base, "loss.pitch=1.0"])
+    cfg = load_config(None, [*base, "loss.pitch=1.0", "model.pitch_head=true", "training.freeze=[pitch_head]"])
+    assert cfg.loss.pitch == 1.0 and cfg.model.pitch_head and cfg.training.freeze == ("pitch_head",)

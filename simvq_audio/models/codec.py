@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..modules.pitch_head import PitchHead
 from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..modules.vocos import DecoderConfig, VocosDecoder
 from ..quantization.builder import QuantizerConfig, build_quantizer
@@ -22,6 +23,7 @@ class CodecConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     name: str = "simvq-codec"
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    pitch_head: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -48,6 +50,8 @@ class CodecOutput:
         quantizer_loss: scalar, ``codebook_loss + beta * commitment_loss``.
         metrics: detached scalars from the quantizer (perplexity, usage).
         frame_mask: ``[B, T]`` true for each item's real frames when ``lengths`` was given, else ``None``.
+        pitch: ``[B, 2, T]`` the pitch head's output (voicing logit, log2(F0 / 100 Hz)), when the
+            codec has one (``CodecConfig.pitch_head``), else ``None``.
     """
 
     audio: torch.Tensor
@@ -57,6 +61,7 @@ class CodecOutput:
     quantizer_loss: torch.Tensor
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     frame_mask: torch.Tensor | None = None
+    pitch: torch.Tensor | None = None
 
 
 class SimVQCodec(nn.Module):
@@ -76,6 +81,7 @@ class SimVQCodec(nn.Module):
         self.in_proj: nn.Module = nn.Conv1d(latent, qdim, 1) if latent != qdim else nn.Identity()
         self.out_proj: nn.Module = nn.Conv1d(qdim, latent, 1) if latent != qdim else nn.Identity()
         self.quantizer = build_quantizer(config.quantizer)
+        self.pitch_head = PitchHead(latent) if config.pitch_head else None
 
     # -- properties ------------------------------------------------------------------
     @property
@@ -172,7 +178,8 @@ class SimVQCodec(nn.Module):
             mask = torch.arange(z.shape[-1])[None, :] < frames[:, None]
             mask = mask.to(z.device)
         q = self.quantizer(z, mask=mask, n_q=n_q)
-        audio = self.decoder(self.out_proj(q.quantized), frames)[..., :n]
+        latent = self.out_proj(q.quantized)
+        audio = self.decoder(latent, frames)[..., :n]
         return CodecOutput(
             audio=audio,
             codes=q.codes,
@@ -181,6 +188,7 @@ class SimVQCodec(nn.Module):
             quantizer_loss=q.loss,
             metrics=q.metrics,
             frame_mask=mask,
+            pitch=None if self.pitch_head is None else self.pitch_head(latent),
         )
 
     @torch.no_grad()
@@ -194,6 +202,19 @@ class SimVQCodec(nn.Module):
         self._check_audio(wav)
         lengths = self._frame_lengths(lengths, wav.shape[-1], wav.shape[0])
         return self.quantizer.encode(self._latents(wav, lengths), n_q=n_q)
+
+    @torch.no_grad()
+    def predict_pitch(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes ``[B, n_q, T]`` -> ``(f0 [B, T] in Hz, voicing probability [B, T])`` from the pitch head.
+
+        Frame ``t`` is centred on sample ``t * hop + hop / 2``. Raises ``ValueError`` when the
+        model has no pitch head.
+        """
+        if self.pitch_head is None:
+            raise ValueError("this model has no pitch head (CodecConfig.pitch_head is false)")
+        if codes.dim() != 3:
+            raise ValueError(f"expected codes [B, n_q, T], got {tuple(codes.shape)}")
+        return PitchHead.to_hz(self.pitch_head(self.out_proj(self.quantizer.decode(codes.to(self.device)))))
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, length: int | None = None,

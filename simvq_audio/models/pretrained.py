@@ -27,6 +27,8 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BUILTIN_MODELS = ("default",)
+# CodecConfig fields added after format version 1 was released, with their defaults.
+LATER_KEYS = {"decoder": DecoderConfig(), "pitch_head": False}
 
 
 class ModelLoadError(SimVQError, RuntimeError):
@@ -48,10 +50,11 @@ def resolve_model_dir(path_or_name: str | os.PathLike) -> Path:
 
 def _canonical_config(config: CodecConfig) -> str:
     data = to_dict(config)
-    # Models written before the decoder became configurable have the default (SEANet)
-    # decoder and no "decoder" key; leaving the default out keeps their ids.
-    if config.decoder == DecoderConfig():
-        del data["decoder"]
+    # Models written before these keys existed have their defaults and not the keys;
+    # leaving defaults out keeps those models' ids.
+    for key, default in LATER_KEYS.items():
+        if getattr(config, key) == default:
+            del data[key]
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

@@ -34,7 +34,8 @@ class LossConfig:
 
     ``quantizer`` multiplies ``CodecOutput.quantizer_loss`` (codebook + beta * commitment,
     each a *mean* over latent elements), hence the large default; see docs/training.md.
-    ``stft`` adds a multi-resolution STFT loss (0 = off).
+    ``stft`` adds a multi-resolution STFT loss (0 = off). ``pitch`` weighs the pitch
+    head's loss against YIN's F0 and voicing (``losses/pitch.py``; needs ``model.pitch_head``).
     """
 
     mel: float = 45.0
@@ -42,12 +43,13 @@ class LossConfig:
     adversarial: float = 1.0
     feature_matching: float = 1.0
     stft: float = 0.0
+    pitch: float = 0.0
     gan_kind: str = "hinge"
 
     def __post_init__(self) -> None:
         if self.gan_kind not in GAN_KINDS:
             raise ValueError(f"gan_kind must be one of {GAN_KINDS}, got {self.gan_kind!r}")
-        for name in ("mel", "quantizer", "adversarial", "feature_matching", "stft"):
+        for name in ("mel", "quantizer", "adversarial", "feature_matching", "stft", "pitch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0")
 
@@ -330,6 +332,8 @@ def build_config(data: dict, source: str = "config") -> TrainConfig:
         raise ConfigError(f"{source}: {exc}") from exc
     if not cfg.data.train_manifest:
         raise ConfigError(f"{source}: data.train_manifest is required")
+    if cfg.loss.pitch > 0 and not cfg.model.pitch_head:
+        raise ConfigError(f"{source}: loss.pitch > 0 needs model.pitch_head: true")
     return cfg
 
 

@@ -22,6 +22,7 @@ from ..losses import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
+from ..losses.pitch import PitchLoss
 from ..models.codec import CodecOutput
 from .config import LossConfig
 
@@ -49,15 +50,18 @@ def frozen(module: nn.Module):
 class CodecObjective(nn.Module):
     """Losses of the codec GAN, weighted by a ``LossConfig``.
 
-    ``generator_loss``: ``mel * L_mel + quantizer * L_q [+ stft * L_stft]`` and, when a
+    ``generator_loss``: ``mel * L_mel + quantizer * L_q [+ stft * L_stft] [+ pitch * L_pitch]`` and, when a
     discriminator is given, ``+ adversarial * L_adv + feature_matching * L_fm``.
     """
 
-    def __init__(self, cfg: LossConfig, sample_rate: int):
+    def __init__(self, cfg: LossConfig, sample_rate: int, hop_length: int | None = None):
         super().__init__()
         self.cfg = cfg
         self.mel = MultiScaleMelLoss(sample_rate)
         self.stft = MultiResolutionSTFTLoss() if cfg.stft > 0 else None
+        if cfg.pitch > 0 and hop_length is None:
+            raise ValueError("loss.pitch needs the codec's hop_length")
+        self.pitch = PitchLoss(sample_rate, hop_length) if cfg.pitch > 0 else None
 
     def generator_loss(self, out: CodecOutput, fake: torch.Tensor, real: torch.Tensor,
                        discriminator: Discriminator | None = None,
@@ -80,6 +84,12 @@ class CodecObjective(nn.Module):
             stft = self.stft(fake, real)
             total = total + w.stft * stft
             logs["loss/stft"] = stft
+        if self.pitch is not None:
+            if out.pitch is None:
+                raise ValueError("loss.pitch > 0 needs a codec with a pitch head (model.pitch_head: true)")
+            pitch, pitch_logs = self.pitch(out.pitch, real, out.frame_mask)
+            total = total + w.pitch * pitch
+            logs.update(pitch_logs)
         if discriminator is not None:
             if real_fmaps is None:
                 with autocast():

@@ -16,12 +16,14 @@ PARTS: dict[str, tuple[str, ...]] = {
     "encoder": ("encoder", "in_proj"),
     "quantizer": ("quantizer",),
     "decoder": ("out_proj", "decoder"),
+    "pitch_head": ("pitch_head",),
 }
 # part -> the CodecConfig fields its weights depend on.
 PART_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "encoder": ("sample_rate", "seanet"),
     "quantizer": ("quantizer",),
     "decoder": ("sample_rate", "decoder"),
+    "pitch_head": ("pitch_head",),
 }
 
 
@@ -35,7 +37,8 @@ def check_parts(names: tuple[str, ...] | list[str], key: str) -> None:
 def part_modules(codec: SimVQCodec, names: tuple[str, ...] | list[str]) -> dict[str, nn.Module]:
     """The submodules (by attribute name) that the parts ``names`` cover."""
     check_parts(names, "parts")
-    return {attr: getattr(codec, attr) for name in names for attr in PARTS[name]}
+    modules = {attr: getattr(codec, attr) for name in names for attr in PARTS[name]}
+    return {attr: m for attr, m in modules.items() if m is not None}  # a codec without a pitch head
 
 
 def freeze(codec: SimVQCodec, names: tuple[str, ...] | list[str]) -> int:

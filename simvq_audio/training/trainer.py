@@ -108,7 +108,7 @@ class Trainer:
         # us (Accelerate would step them once per process), so the LR is lr_at(step).
         self.g_sched = make_scheduler(self.g_opt.optimizer, cfg.schedule)
         self.d_sched = make_scheduler(self.d_opt.optimizer, cfg.schedule)
-        self.objective = CodecObjective(cfg.loss, cfg.model.sample_rate).to(acc.device)
+        self.objective = CodecObjective(cfg.loss, cfg.model.sample_rate, cfg.model.seanet.hop_length).to(acc.device)
         self.state = TrainState()
         self.guard = NonFiniteGuard(cfg.training.nonfinite_patience)
         acc.register_for_checkpointing(self.state, self.ema, self.guard, self.g_sched, self.d_sched)
