@@ -35,7 +35,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, chunking: bool = True) 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """``--overwrite`` and ``--quiet``."""
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs (default: a folder run skips them, so a stopped run "
+                             "resumes; an output file named with -o is refused)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar, notes or summary; errors only")
 
 
@@ -105,8 +107,7 @@ def plan_jobs(found: list[tuple[Path, Path | None]], output: Path, suffix: str,
     from ..fileio import check_not_input
 
     inputs = [src for src, _ in found]
-    single_file = len(found) == 1 and found[0][1] is None and output.suffix != "" and not output.is_dir()
-    if single_file:
+    if is_single_file_output(found, output):
         check_not_input(output, inputs)
         if output.suffix.lower() not in file_suffixes:
             raise SimVQError(f"{output}: output file must end in {' or '.join(file_suffixes)} "
@@ -127,12 +128,46 @@ def plan_jobs(found: list[tuple[Path, Path | None]], output: Path, suffix: str,
     return jobs
 
 
-def split_existing(jobs: list[Job], overwrite: bool) -> tuple[list[Job], list[Job]]:
-    """``(to do, skipped because the output exists)``."""
+def is_single_file_output(found: list[tuple[Path, Path | None]], output: Path) -> bool:
+    """One input file and an ``output`` named like a file: the output is exactly that file."""
+    return len(found) == 1 and found[0][1] is None and output.suffix != "" and not output.is_dir()
+
+
+def split_existing(jobs: list[Job], overwrite: bool, single_file: bool = False) -> tuple[list[Job], list[Job]]:
+    """``(to do, skipped because the output exists)``. Folder runs skip existing outputs, so that a
+    stopped run resumes; one explicitly named output file that exists is a ``SimVQError`` instead."""
     if overwrite:
         return jobs, []
+    if single_file and jobs[0].output.exists():
+        raise SimVQError(f"{jobs[0].output}: output file exists; pass --overwrite to replace it")
     todo = [j for j in jobs if not j.output.exists()]
     return todo, [j for j in jobs if j.output.exists()]
+
+
+def check_writable(jobs: Iterable[Job]) -> None:
+    """Raise ``SimVQError("FOLDER: cannot write here (reason)")`` unless every output's folder can be
+    created and written to, before any compute is spent. Nothing is created: a temporary file is made
+    and removed in the nearest folder that exists."""
+    import tempfile
+
+    probed: set[Path] = set()
+    for job in jobs:
+        folder = job.output.parent
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing in probed:
+            continue
+        probed.add(existing)
+        if not existing.is_dir():
+            raise SimVQError(f"{folder}: cannot create the output folder ({existing} is not a folder)")
+        try:
+            fd, name = tempfile.mkstemp(prefix=".simvq-write-test-", dir=existing)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as exc:
+            where = "" if existing == folder else f" (cannot create folders in {existing})"
+            raise SimVQError(f"{folder}: output folder is not writable{where}: {exc.strerror or exc}") from exc
 
 
 def prepare_output(path: Path) -> None:

@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     found = common.collect_inputs(args.inputs, find_token_files, ".svqt token")
     jobs = common.plan_jobs(found, args.output, FORMATS[args.format], tuple(FORMATS.values()))
-    todo, skipped = common.split_existing(jobs, args.overwrite)
+    todo, skipped = common.split_existing(jobs, args.overwrite, common.is_single_file_output(found, args.output))
+    common.check_writable(todo)
     summary = common.Summary("decoded", skipped=len(skipped))
     if todo:
         tokenizer = common.load_tokenizer(args)

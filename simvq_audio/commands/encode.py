@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     found = common.collect_inputs(args.inputs, find_audio_files, "audio")
     jobs = common.plan_jobs(found, args.output, TOKEN_SUFFIX, (TOKEN_SUFFIX,))
-    todo, skipped = common.split_existing(jobs, args.overwrite)
+    todo, skipped = common.split_existing(jobs, args.overwrite, common.is_single_file_output(found, args.output))
+    common.check_writable(todo)
     summary = common.Summary("encoded", skipped=len(skipped), tokens=0)
     if todo:
         tokenizer = common.load_tokenizer(args)

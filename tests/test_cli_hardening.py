@@ -1,0 +1,108 @@
+"""The rough edges of the file commands: outputs checked before any compute, one named output never
+silently skipped, whole-file validation in ``info``, and messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from simvq_audio.cli import main
+from simvq_audio.commands import common
+from simvq_audio.models.codec import CodecConfig, SimVQCodec
+from simvq_audio.modules.seanet import SEANetConfig
+from simvq_audio.quantization.builder import QuantizerConfig
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    cfg = CodecConfig(sample_rate=16000, seanet=SEANetConfig(n_filters=8, ratios=(4, 4), dimension=16, lstm=0),
+                      quantizer=QuantizerConfig(codebook_size=64, dim=8))
+    path = tmp_path_factory.mktemp("model")
+    SimVQCodec(cfg).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def run(model_dir, capsys):
+    """The CLI with the tiny model on CPU: (exit code, stdout, stderr lines)."""
+
+    def _run(*argv) -> tuple[int, str, list[str]]:
+        args = [str(a) for a in argv]
+        if args[0] in ("encode", "decode"):
+            args += ["--model", str(model_dir), "--device", "cpu"]
+        code = main(args)
+        out, err = capsys.readouterr()
+        return code, out, [line for line in err.splitlines() if line.strip()]
+
+    return _run
+
+
+def noise(path: Path, n: int = 3000, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (np.random.default_rng(seed).standard_normal(n) * 0.1).astype(np.float32), 16000)
+    return path
+
+
+def no_model_load(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was loaded: compute was about to be spent")
+
+    monkeypatch.setattr(common, "load_tokenizer", fail)
+
+
+# -- item 8: unwritable outputs are found before any compute -----------------------------------------
+def test_output_under_a_file_is_refused_before_the_model_loads(run, tmp_path, monkeypatch):
+    noise(tmp_path / "in" / "a.wav")
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    no_model_load(monkeypatch)
+    code, _, err = run("encode", tmp_path / "in", "-o", tmp_path / "blocker" / "tokens")
+    assert code == 1 and len(err) == 1
+    assert str(tmp_path / "blocker" / "tokens") in err[0] and "is not a folder" in err[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_output_folder_is_refused_before_the_model_loads(run, tmp_path, monkeypatch):
+    noise(tmp_path / "in" / "a.wav")
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    no_model_load(monkeypatch)
+    try:
+        code, _, err = run("encode", tmp_path / "in", "-o", out / "sub")
+    finally:
+        out.chmod(0o755)
+    assert code == 1 and len(err) == 1 and "not writable" in err[0]
+
+
+def test_check_writable_reports_the_system_reason(tmp_path, monkeypatch):
+    import tempfile
+
+    def refuse(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(common.SimVQError, match=r"out: output folder is not writable .*Permission denied"):
+        common.check_writable([common.Job(tmp_path / "a.wav", tmp_path / "out" / "a.svqt")])
+    assert not (tmp_path / "out").exists()  # nothing created by the check
+
+
+# -- item 10: one named output that exists is refused -------------------------------------------------
+def test_existing_named_output_file_is_refused_without_overwrite(run, tmp_path, monkeypatch):
+    noise(tmp_path / "a.wav")
+    (tmp_path / "a.svqt").write_bytes(b"keep me")
+    code, out, err = run("encode", tmp_path / "a.wav", "-o", tmp_path / "a.svqt")
+    assert code == 1 and len(err) == 1 and "a.svqt: output file exists; pass --overwrite" in err[0]
+    assert (tmp_path / "a.svqt").read_bytes() == b"keep me"
+    code, _, _ = run("encode", tmp_path / "a.wav", "-o", tmp_path / "a.svqt", "--overwrite")
+    assert code == 0 and (tmp_path / "a.svqt").read_bytes()[:4] == b"SVQT"
+    (tmp_path / "a.wav.out.wav").write_bytes(b"keep me too")
+    code, _, err = run("decode", tmp_path / "a.svqt", "-o", tmp_path / "a.wav.out.wav")
+    assert code == 1 and "output file exists; pass --overwrite" in err[0]
+    code, out, _ = run("encode", tmp_path / "a.wav", "-o", tmp_path / "folder")  # folders still skip
+    assert code == 0 and run("encode", tmp_path / "a.wav", "-o", tmp_path / "folder")[1].find("skipped 1") >= 0
