@@ -106,3 +106,34 @@ def test_existing_named_output_file_is_refused_without_overwrite(run, tmp_path, 
     assert code == 1 and "output file exists; pass --overwrite" in err[0]
     code, out, _ = run("encode", tmp_path / "a.wav", "-o", tmp_path / "folder")  # folders still skip
     assert code == 0 and run("encode", tmp_path / "a.wav", "-o", tmp_path / "folder")[1].find("skipped 1") >= 0
+
+
+# -- item 9: info validates the whole file --------------------------------------------------------------
+def _tokens(run, tmp_path) -> tuple[Path, bytes]:
+    noise(tmp_path / "a.wav")
+    assert run("encode", tmp_path / "a.wav", "-o", tmp_path / "a.svqt")[0] == 0
+    return tmp_path / "a.svqt", (tmp_path / "a.svqt").read_bytes()
+
+
+def _with_n_frames(data: bytes, n_frames: int) -> bytes:
+    import json
+    import struct
+
+    length = struct.unpack_from("<I", data, 6)[0]
+    header = json.loads(data[10 : 10 + length])
+    header["n_frames"] = n_frames
+    body = json.dumps(header).encode()
+    return struct.pack("<4sHI", b"SVQT", 1, len(body)) + body + data[10 + length :]
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda d: d[:-3], "truncated payload"),
+    (lambda d: d + b"\0\0", "corrupt payload"),
+    (lambda d: _with_n_frames(d, 10**12), "truncated payload"),
+], ids=["truncated", "trailing-bytes", "huge-n_frames"])
+def test_info_checks_the_whole_file(run, tmp_path, damage, needle):
+    path, data = _tokens(run, tmp_path)
+    assert run("info", path)[0] == 0
+    path.write_bytes(damage(data))
+    code, out, err = run("info", path)
+    assert code == 1 and out == "" and len(err) == 1 and str(path) in err[0] and needle in err[0]

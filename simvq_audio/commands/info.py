@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "show a .svqt token file's header, or a model folder's config, id, bitrate and size"
+HELP = ("show a .svqt token file's header (after checking the whole file: payload length and code range), "
+        "or a model folder's config, id, bitrate and size")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,12 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def token_info(path: Path) -> dict:
-    """Header fields of a token file plus derived figures (duration, bitrate)."""
+    """Header fields of a token file plus derived figures (duration, bitrate); the whole file is
+    validated first (``read_tokens``), so a truncated or corrupt payload is an error, not a header."""
     import math
 
-    from ..tokens.format import read_header
+    from ..tokens.format import read_tokens
 
-    header = read_header(path)
+    header = read_tokens(path).header
     info = {"kind": "token file", "path": str(path), **header.to_dict()}
     info["duration_seconds"] = round(header.duration, 3)
     info["original_duration_seconds"] = round(header.original_n_samples / header.original_sample_rate, 3)
