@@ -3,10 +3,35 @@
 Tiny models gain nothing from intra-op threads, and on a loaded 2-core CI machine
 OpenMP spin-waiting makes them many times slower; one thread keeps the suite fast
 and its timings stable.
+
+Real-speech tests read the project's data from ``../shared/data`` beside the clone (a symlink works)
+and skip without it; the run says so at the top and in the summary, so a green run without the data
+is never mistaken for a full one.
 """
+
+from pathlib import Path
 
 import pytest
 import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+_DATA_SKIP_WORDS = ("shared", "real speech", str(SHARED_DATA))
+
+
+def pytest_report_header(config):
+    if (SHARED_DATA / "dev.jsonl").is_file():
+        return f"real-speech data: {SHARED_DATA}"
+    return (f"real-speech data: NOT FOUND at {SHARED_DATA}: the tests that need it will be skipped "
+            f"(put the project's data there, or a symlink to it)")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if any(word in str(getattr(r, "longrepr", "")) for word in _DATA_SKIP_WORDS)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} real-speech tests SKIPPED: no data at {SHARED_DATA} "
+            f"(put the project's data there, or a symlink to it)", yellow=True, bold=True)
 
 
 @pytest.fixture(autouse=True, scope="session")

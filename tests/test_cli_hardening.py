@@ -137,3 +137,36 @@ def test_info_checks_the_whole_file(run, tmp_path, damage, needle):
     path.write_bytes(damage(data))
     code, out, err = run("info", path)
     assert code == 1 and out == "" and len(err) == 1 and str(path) in err[0] and needle in err[0]
+
+
+# -- item 13: a run without the real-speech data says so ------------------------------------------------
+def test_missing_real_speech_data_is_announced(tmp_path, monkeypatch):
+    import conftest
+
+    monkeypatch.setattr(conftest, "SHARED_DATA", tmp_path / "shared" / "data")
+    header = conftest.pytest_report_header(None)
+    assert "NOT FOUND" in header and str(tmp_path / "shared" / "data") in header
+
+    class Report:
+        longrepr = ("tests/x.py", 1, f"Skipped: real speech not found at {tmp_path}")
+
+    class Reporter:
+        stats = {"skipped": [Report(), Report()]}
+        lines: list[str] = []
+
+        def write_line(self, line, **markup):
+            self.lines.append(line)
+
+    reporter = Reporter()
+    conftest.pytest_terminal_summary(reporter, 0, None)
+    assert reporter.lines and reporter.lines[0].startswith("2 real-speech tests SKIPPED")
+
+
+def test_train_with_a_missing_manifest_names_the_key_to_override(tmp_path, capsys):
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "config.yaml"
+    code = main(["train", "--config", str(recipe), f"logging.dir={tmp_path / 'run'}",
+                 f"data.train_manifest={tmp_path / 'missing.jsonl'}"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and len(err) == 1
+    assert "missing.jsonl: training manifest not found" in err[0] and "data.train_manifest=PATH" in err[0]
+    assert not (tmp_path / "run").exists()  # found before the run folder is made

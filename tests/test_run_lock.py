@@ -20,6 +20,11 @@ TINY = REPO / "recipes" / "tiny" / "config.yaml"
 pytest.importorskip("fcntl")
 
 
+def no_data(tmp_path: Path) -> list[str]:
+    (tmp_path / "empty.jsonl").write_text("")
+    return [f"data.train_manifest={tmp_path / 'empty.jsonl'}", "validation.every=0"]
+
+
 def test_second_lock_on_a_folder_is_refused_with_the_holders_pid(tmp_path):
     with run_lock([tmp_path / "run"]) as stale:
         assert stale == [] and (tmp_path / "run" / LOCK_NAME).is_file()
@@ -46,9 +51,8 @@ def test_lock_of_a_killed_run_is_detected_as_stale(tmp_path):
 
 def test_train_command_refuses_a_folder_in_use(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    with run_lock([run_dir]):  # (a missing manifest: without the lock the run fails fast, differently)
-        code = main(["train", "--config", str(TINY), f"logging.dir={run_dir}",
-                     f"data.train_manifest={tmp_path / 'none.jsonl'}"])
+    with run_lock([run_dir]):  # (an empty manifest: without the lock the run fails fast, differently)
+        code = main(["train", "--config", str(TINY), f"logging.dir={run_dir}", *no_data(tmp_path)])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 1 and len(err) == 1, err
     assert "run folder in use by another training run" in err[0] and f"pid {os.getpid()}" in err[0]
@@ -71,5 +75,5 @@ def test_a_separate_checkpoint_folder_is_locked_too(tmp_path, capsys):
     shared = tmp_path / "shared_checkpoints"
     with run_lock([shared]):
         code = main(["train", "--config", str(TINY), f"logging.dir={tmp_path / 'run'}", f"checkpoint.dir={shared}",
-                     f"data.train_manifest={tmp_path / 'none.jsonl'}"])
+                     *no_data(tmp_path)])
     assert code == 1 and "run folder in use" in capsys.readouterr().err

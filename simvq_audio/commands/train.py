@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(cfg), end="")
         return 0
+    _check_data(cfg)
     from ..training.lock import run_lock
 
     # One run per run folder. Under `accelerate launch` only the global main process (RANK 0) holds the
@@ -41,6 +42,24 @@ def run(args: argparse.Namespace) -> int:
         for holder in stale:
             print(f"note: took over the run folder lock of pid {holder.get('pid')} (no longer running)", flush=True)
         return _train(cfg)
+
+
+def _check_data(cfg) -> None:
+    """Missing manifests are reported before anything is built, with the key that points elsewhere
+    (recipes read the project's data from ``../shared/data`` beside the clone)."""
+    from ..errors import SimVQError
+
+    wanted = [("data.train_manifest", cfg.data.train_manifest)]
+    if cfg.validation.every and not cfg.validation.files and not cfg.validation.manifest:
+        wanted.append(("data.valid_manifest", cfg.data.valid_manifest))
+    elif cfg.validation.every and cfg.validation.manifest:
+        wanted.append(("validation.manifest", cfg.validation.manifest))
+    for key, path in wanted:
+        if path and not Path(path).is_file():
+            what = "training" if key == "data.train_manifest" else "validation"
+            off = "" if what == "training" else " (or validation.every=0)"
+            raise SimVQError(f"{path}: {what} manifest not found; point {key}=PATH at your own{off} "
+                             f"(see docs/training.md, 'Your own data')")
 
 
 def _train(cfg) -> int:
