@@ -418,8 +418,11 @@ class Tokenizer:
         if header.model_id != self.model_id and not force:
             raise TokenFileError(
                 f"{label}: made by model {header.model_id} ({header.model_name}), not by the loaded model "
-                f"{self.model_id} ({self.model_name}); decode with that model, or force to decode anyway"
+                f"{self.model_id} ({self.model_name}); decode with that model, or decode anyway with --force "
+                f"(force=True in Python) if it is compatible"
             )
+        if header.n_frames < 1:
+            raise TokenFileError(f"{label}: holds no frames (an empty token file): nothing to decode")
         mine = (self.sample_rate, self.hop_length, self.codebook_size, self.channels)
         theirs = (header.sample_rate, header.hop_length, header.codebook_size, header.channels)
         if mine != theirs or header.n_codebooks > self.n_codebooks:

@@ -170,3 +170,108 @@ def test_train_with_a_missing_manifest_names_the_key_to_override(tmp_path, capsy
     assert code == 1 and len(err) == 1
     assert "missing.jsonl: training manifest not found" in err[0] and "data.train_manifest=PATH" in err[0]
     assert not (tmp_path / "run").exists()  # found before the run folder is made
+
+
+# -- item 14: messages ------------------------------------------------------------------------------------
+def test_summary_reads_well_at_every_scale_and_leaves_out_model_loading(monkeypatch):
+    clock = iter([110.0, 112.0])  # started at 100: model loaded after 10 s, then 2 s of work
+    monkeypatch.setattr(common.time, "perf_counter", lambda: next(clock))
+    summary = common.Summary("encoded", done=1, seconds=4.4, tokens=352, started=100.0)
+    summary.model_loaded()
+    line = summary.line()
+    assert "4.4 s of audio" in line and "(model loaded in 10.0 s)" in line and "2.2x real time" in line
+    assert [common.format_duration(s) for s in (4.4, 150, 7200)] == ["4.4 s", "2.5 min", "2.00 h"]
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "PROGRESS_LINE_SECONDS", 0.0)
+    noise(tmp_path / "in" / "a.wav", 16000)
+    code, _, err = run("encode", tmp_path / "in", "-o", tmp_path / "tok")
+    assert code == 0 and err and all(line.startswith("encoding: ") and "s of audio" in line for line in err)
+    code, _, err = run("encode", tmp_path / "in", "-o", tmp_path / "tok2", "-q")
+    assert code == 0 and err == []
+
+
+def test_ctrl_c_prints_what_was_finished(run, tmp_path, monkeypatch):
+    from simvq_audio.tokenizer import Tokenizer
+
+    for i in range(3):
+        noise(tmp_path / "in" / f"{i}.wav", 3000 + i, seed=i)
+    real = Tokenizer.save_tokens
+    written = []
+
+    def save_then_stop(path, token_file):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real(path, token_file)
+        written.append(path)
+
+    monkeypatch.setattr(Tokenizer, "save_tokens", staticmethod(save_then_stop))
+    code, out, err = run("encode", tmp_path / "in", "-o", tmp_path / "tok", "--batch-size", "1")
+    assert code == 130 and "interrupted: encoded 2 files" in out and err[-1].endswith("interrupted")
+
+
+def test_the_same_input_twice_is_encoded_once(run, tmp_path):
+    noise(tmp_path / "in" / "a.wav")
+    code, out, err = run("encode", tmp_path / "in" / "a.wav", tmp_path / "in", tmp_path / "in" / "a.wav",
+                         "-o", tmp_path / "tok")
+    assert code == 0 and err == [] and "encoded 1 file," in out
+    assert [p.name for p in (tmp_path / "tok").iterdir()] == ["a.svqt"]
+
+
+def test_another_models_tokens_name_the_force_flag(run, tmp_path, model_dir):
+    from simvq_audio.tokenizer import Tokenizer
+    from simvq_audio.tokens.format import read_tokens
+
+    path, _ = _tokens(run, tmp_path)
+    torch.manual_seed(1)
+    other = Tokenizer(SimVQCodec(SimVQCodec.from_pretrained(model_dir).config))
+    with pytest.raises(Exception, match=r"--force"):
+        other.decode_tokens(read_tokens(path), name=str(path))
+
+
+def test_zero_frame_token_file_names_the_file(run, tmp_path, model_dir):
+    import dataclasses
+
+    from simvq_audio.tokens.format import read_tokens, write_tokens
+
+    path, _ = _tokens(run, tmp_path)
+    header = read_tokens(path).header
+    empty = dataclasses.replace(header, n_frames=0, n_samples=0, original_n_samples=0)
+    write_tokens(tmp_path / "empty.svqt", np.zeros((1, 0), np.uint16), empty)
+    code, _, err = run("decode", tmp_path / "empty.svqt", tmp_path / "a.svqt", "-o", tmp_path / "dec")
+    assert code == 1 and len(err) == 1 and err[0].split(": error: ")[1].startswith(str(tmp_path / "empty.svqt"))
+    assert "no frames" in err[0] and (tmp_path / "dec" / "a.wav").is_file()
+
+
+def test_metrics_jsonl_holds_each_step_once_after_a_resume(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from simvq_audio.training.tracking import METRICS_NAME, RunLogger
+
+    acc = SimpleNamespace(is_main_process=True)
+    first = RunLogger(acc, tmp_path, {}, tensorboard=False)
+    for step in (50, 100, 150, 200):
+        first.log({"loss": 1.0 / step}, step)
+    first.close()
+    with open(tmp_path / METRICS_NAME, "a") as f:
+        f.write('{"step": 250, "lo')  # torn by kill -9
+    resumed = RunLogger(acc, tmp_path, {}, tensorboard=False)  # resumed from the checkpoint at step 100
+    for step in (150, 200, 250):
+        resumed.log({"loss": 2.0}, step)
+    resumed.close()
+    rows = [json.loads(line) for line in (tmp_path / METRICS_NAME).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [50, 100, 150, 200, 250] and rows[2]["loss"] == 2.0
+
+
+def test_missing_training_file_is_reported_as_not_found(tmp_path):
+    from simvq_audio.data.dataset import AudioDataset
+    from simvq_audio.data.manifest import ManifestEntry
+
+    good = noise(tmp_path / "good.wav", 16000)
+    dataset = AudioDataset([ManifestEntry(path=tmp_path / "gone.wav", duration=1.0),
+                            ManifestEntry(path=good, duration=1.0)], 16000, 0.5)
+    item = dataset[0]
+    assert item["skipped"] == 1
+    assert dataset._bad[tmp_path / "gone.wav"] == f"{tmp_path / 'gone.wav'}: file not found"

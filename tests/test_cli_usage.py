@@ -42,3 +42,26 @@ def test_unknown_option_of_a_subcommand(capsys):
     err = capsys.readouterr().err
     assert err.startswith("usage: simvq-audio decode ") and "unrecognized arguments: --frobnicate" in err
     assert "repeat" not in err
+
+
+def _subparsers():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return action.choices.items()
+
+
+def _starts_lower(text: str) -> bool:
+    first = text.split()[0]
+    return not first[0].isupper() or first.isupper() or first[:2].isupper()  # "PESQ", "JSONL", "EMA" allowed
+
+
+@pytest.mark.parametrize("name, sub", _subparsers(), ids=lambda v: v if isinstance(v, str) else "")
+def test_help_texts_share_one_style(name, sub):
+    texts = [sub.description] + [a.help for a in sub._actions if a.help and not a.option_strings == ["-h", "--help"]]
+    for text in texts:
+        assert _starts_lower(text) and not text.rstrip().endswith("."), (name, text)
+    for action in sub._actions:
+        takes_value = action.nargs != 0 and not isinstance(action.const, bool) and action.option_strings != ["-h", "--help"]
+        if takes_value and action.choices is None:
+            shown = action.metavar or (action.dest.upper() if action.option_strings else action.dest)
+            assert shown == shown.upper(), (name, action.dest, shown)

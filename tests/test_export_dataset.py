@@ -222,9 +222,9 @@ def _doc_example(name: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("name", ["numpy-reader", "tiny-lm"])
-def test_speech_lm_doc_examples_run(exported, name, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["example.py", str(exported[0])])
+@pytest.mark.parametrize("name", ["numpy-reader", "tiny-lm", "back-to-audio"])
+def test_speech_lm_doc_examples_run(exported, name, monkeypatch, capsys, model_dir):
+    monkeypatch.setattr(sys, "argv", ["example.py", str(exported[0]), str(model_dir)])
     namespace = {"__name__": "__main__"}
     exec(compile(_doc_example(name), f"{DOC}:{name}", "exec"), namespace)
     if name == "tiny-lm":
@@ -232,5 +232,8 @@ def test_speech_lm_doc_examples_run(exported, name, monkeypatch, capsys):
         assert len(losses) == 20 and all(math.isfinite(x) for x in losses)
         assert np.mean(losses[-5:]) < losses[0]
         assert "step 20: loss" in capsys.readouterr().out
+    elif name == "back-to-audio":
+        tokenizer = namespace["tokenizer"]
+        assert namespace["audio"].shape == (1, namespace["codes"].shape[0] * tokenizer.hop_length)
     else:
         assert namespace["utterance"].shape == (namespace["first"]["n_frames"], 2)

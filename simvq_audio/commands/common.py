@@ -7,10 +7,11 @@ the closing summary go to stdout; the progress bar goes to stderr and only when 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, chunking: bool = True) 
     """``--model``, ``--device``, ``--batch-size`` and (optionally) ``--chunk-seconds``."""
     parser.add_argument("--model", default="default", metavar="DIR",
                         help="model folder, or the name of a built-in model (default: default)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available, the default), cpu, cuda, cuda:N")
+    parser.add_argument("--device", default="auto", metavar="DEVICE", help="auto (CUDA if available, the default), cpu, cuda, cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N",
                         help="files (or windows of long files) per forward pass (default 8)")
     if chunking:
@@ -80,7 +81,8 @@ class Job:
 def collect_inputs(inputs: Iterable[str | os.PathLike], find: Callable[[Path], list[Path]],
                    what: str) -> list[tuple[Path, Path | None]]:
     """``(file, folder it was found in or None)`` for each file argument and each file under each folder
-    argument (``find(folder)``). A missing path or a folder without ``what`` files is a ``SimVQError``."""
+    argument (``find(folder)``). A missing path or a folder without ``what`` files is a ``SimVQError``.
+    A file reached twice (named twice, or also inside a named folder) is kept once, where first found."""
     found: list[tuple[Path, Path | None]] = []
     for item in inputs:
         path = Path(item)
@@ -93,7 +95,14 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], find: Callable[[Path], l
             found.append((path, None))
         else:
             raise SimVQError(f"{path}: no such file or folder")
-    return found
+    seen: set[str] = set()
+    unique = []
+    for file, root in found:
+        key = os.path.normcase(os.path.realpath(file))
+        if key not in seen:
+            seen.add(key)
+            unique.append((file, root))
+    return unique
 
 
 def plan_jobs(found: list[tuple[Path, Path | None]], output: Path, suffix: str,
@@ -207,18 +216,75 @@ def report_failure(command: str, exc: BaseException) -> None:
     print(f"simvq-audio {command}: error: {message}", file=sys.stderr, flush=True)
 
 
+# Seconds between progress lines when stderr is not a terminal (a log file, a batch job).
+PROGRESS_LINE_SECONDS = 60.0
+
+
+class ProgressLines:
+    """Progress for a log: a line on stderr at most every ``PROGRESS_LINE_SECONDS``, e.g.
+    ``encoding: 1,234 of 7,200 s of audio (17%), 2.1x real time, about 45 min left``."""
+
+    def __init__(self, total: float, desc: str | None):
+        self.total, self.desc, self.n = total, desc or "progress", 0.0
+        self.started = self._last = time.perf_counter()
+
+    def update(self, n: float) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if now - self._last < PROGRESS_LINE_SECONDS:
+            return
+        self._last = now
+        elapsed = now - self.started
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        share = f" ({self.n / self.total:.0%})" if self.total > 0 else ""
+        left = f", about {format_duration((self.total - self.n) / rate)} left" if rate > 0 and self.total > self.n else ""
+        print(f"{self.desc}: {self.n:,.0f} of {self.total:,.0f} s of audio{share}, {rate:.1f}x real time{left}",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 def progress_bar(total: float, quiet: bool, unit: str = "s", desc: str | None = None):
-    """A tqdm bar on stderr, disabled when ``quiet`` or when stderr is not a terminal."""
+    """A tqdm bar on stderr when it is a terminal; otherwise ``ProgressLines`` (nothing when ``quiet``)."""
     from tqdm import tqdm
 
-    disable = quiet or not sys.stderr.isatty()
-    return tqdm(total=total, unit=unit, desc=desc, disable=disable, dynamic_ncols=True, leave=False,
+    if not quiet and not sys.stderr.isatty():
+        return ProgressLines(total, desc)
+    return tqdm(total=total, unit=unit, desc=desc, disable=quiet, dynamic_ncols=True, leave=False,
                 bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}]")
+
+
+@contextlib.contextmanager
+def summary_on_interrupt(summary: Summary, quiet: bool) -> Iterator[None]:
+    """On Ctrl-C, print what was finished (``interrupted: encoded 3 files, ...``) before stopping."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not quiet:
+            print(summary.line(interrupted=True), flush=True)
+        raise
+
+
+def format_duration(seconds: float) -> str:
+    """``"12.3 s"``, ``"4.5 min"`` or ``"1.23 h"``: readable at every scale."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
 
 
 @dataclass
 class Summary:
-    """Counts for the closing line of a command; ``seconds`` is audio duration."""
+    """Counts for the closing line of a command; ``seconds`` is audio duration.
+
+    Call ``model_loaded()`` once the model is in memory: the real-time factor counts the work on the
+    files only, not the loading.
+    """
 
     verb: str
     done: int = 0
@@ -227,14 +293,22 @@ class Summary:
     seconds: float = 0.0
     tokens: int | None = None
     started: float = field(default_factory=time.perf_counter)
+    working_since: float | None = None
 
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.started
-        speed = f", {self.seconds / elapsed:.1f}x real time" if elapsed > 0 and self.seconds > 0 else ""
+    def model_loaded(self) -> None:
+        self.working_since = time.perf_counter()
+
+    def line(self, interrupted: bool = False) -> str:
+        now = time.perf_counter()
+        elapsed = now - self.started
+        working = now - (self.working_since or self.started)
+        speed = f", {self.seconds / working:.1f}x real time" if working > 0 and self.seconds > 0 else ""
+        loading = f" (model loaded in {self.working_since - self.started:.1f} s)" if self.working_since else ""
         tokens = "" if self.tokens is None else f", {self.tokens:,} tokens"
         files = "file" if self.done == 1 else "files"
-        return (f"{self.verb} {self.done} {files}, skipped {self.skipped} (output exists), failed {self.failed}: "
-                f"{self.seconds / 3600:.3f} h of audio{tokens} in {elapsed:.1f} s{speed}")
+        prefix = "interrupted: " if interrupted else ""
+        return (f"{prefix}{self.verb} {self.done} {files}, skipped {self.skipped} (output exists), failed "
+                f"{self.failed}: {format_duration(self.seconds)} of audio{tokens} in {elapsed:.1f} s{loading}{speed}")
 
     @property
     def exit_code(self) -> int:

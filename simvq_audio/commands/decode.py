@@ -87,22 +87,27 @@ def _duration(path: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-
     found = common.collect_inputs(args.inputs, find_token_files, ".svqt token")
     jobs = common.plan_jobs(found, args.output, FORMATS[args.format], tuple(FORMATS.values()))
     todo, skipped = common.split_existing(jobs, args.overwrite, common.is_single_file_output(found, args.output))
     common.check_writable(todo)
     summary = common.Summary("decoded", skipped=len(skipped))
-    if todo:
-        tokenizer = common.load_tokenizer(args)
-        durations = {job.source: _duration(job.source) for job in todo}
-        with common.progress_bar(sum(durations.values()), args.quiet, desc="decoding") as bar:
-            for job, write in _decoded(tokenizer, todo, args.force):
-                if not common.write_output("decode", job.output, write, summary):
-                    continue
-                summary.done += 1
-                summary.seconds += durations[job.source]
-                bar.update(durations[job.source])
+    with common.summary_on_interrupt(summary, args.quiet):
+        if todo:
+            _decode(args, todo, summary)
     if not args.quiet:
         print(summary.line())
     return summary.exit_code
+
+
+def _decode(args: argparse.Namespace, todo: list[common.Job], summary: common.Summary) -> None:
+    tokenizer = common.load_tokenizer(args)
+    summary.model_loaded()
+    durations = {job.source: _duration(job.source) for job in todo}
+    with common.progress_bar(sum(durations.values()), args.quiet, desc="decoding") as bar:
+        for job, write in _decoded(tokenizer, todo, args.force):
+            if not common.write_output("decode", job.output, write, summary):
+                continue
+            summary.done += 1
+            summary.seconds += durations[job.source]
+            bar.update(durations[job.source])

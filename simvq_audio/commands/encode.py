@@ -42,35 +42,43 @@ def conversion_notes(infos, sample_rate: int, channels: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..audio.io import find_audio_files, read_audio_info
-    from ..errors import AudioError
+    from ..audio.io import find_audio_files
 
     found = common.collect_inputs(args.inputs, find_audio_files, "audio")
     jobs = common.plan_jobs(found, args.output, TOKEN_SUFFIX, (TOKEN_SUFFIX,))
     todo, skipped = common.split_existing(jobs, args.overwrite, common.is_single_file_output(found, args.output))
     common.check_writable(todo)
     summary = common.Summary("encoded", skipped=len(skipped), tokens=0)
-    if todo:
-        tokenizer = common.load_tokenizer(args)
-        infos = {}
-        for job in todo:
-            try:
-                infos[job.source] = read_audio_info(job.source)
-            except AudioError:
-                pass  # reported when the file is encoded
-        if not args.quiet:
-            for note in conversion_notes(infos.values(), tokenizer.sample_rate, tokenizer.channels):
-                print(note, flush=True)
-        output_of = {job.source: job.output for job in todo}
-        with common.progress_bar(sum(i.duration for i in infos.values()), args.quiet, desc="encoding") as bar:
-            for source, result in tokenizer.encode_files(output_of, on_progress=bar.update):
-                output = output_of[source]
-                outcome = result if isinstance(result, Exception) else partial(tokenizer.save_tokens, output, result)
-                if not common.write_output("encode", output, outcome, summary):
-                    continue
-                summary.done += 1
-                summary.seconds += result.header.duration
-                summary.tokens += int(result.codes.size)
+    with common.summary_on_interrupt(summary, args.quiet):
+        if todo:
+            _encode(args, todo, summary)
     if not args.quiet:
         print(summary.line())
     return summary.exit_code
+
+
+def _encode(args: argparse.Namespace, todo: list[common.Job], summary: common.Summary) -> None:
+    from ..audio.io import read_audio_info
+    from ..errors import AudioError
+
+    tokenizer = common.load_tokenizer(args)
+    summary.model_loaded()
+    infos = {}
+    for job in todo:
+        try:
+            infos[job.source] = read_audio_info(job.source)
+        except AudioError:
+            pass  # reported when the file is encoded
+    if not args.quiet:
+        for note in conversion_notes(infos.values(), tokenizer.sample_rate, tokenizer.channels):
+            print(note, flush=True)
+    output_of = {job.source: job.output for job in todo}
+    with common.progress_bar(sum(i.duration for i in infos.values()), args.quiet, desc="encoding") as bar:
+        for source, result in tokenizer.encode_files(output_of, on_progress=bar.update):
+            output = output_of[source]
+            outcome = result if isinstance(result, Exception) else partial(tokenizer.save_tokens, output, result)
+            if not common.write_output("encode", output, outcome, summary):
+                continue
+            summary.done += 1
+            summary.seconds += result.header.duration
+            summary.tokens += int(result.codes.size)

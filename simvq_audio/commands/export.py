@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Export the EMA generator of a training checkpoint as a release model folder."
+HELP = "export the EMA generator of a training checkpoint as a release model folder"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint folder (step-*), or a run / checkpoints folder (latest is used)")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint folder (step-*), or a run / checkpoints folder (latest is used)")
     parser.add_argument("-o", "--output", required=True, help="output model folder (config.json + model.safetensors)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                         help="storage dtype of the weights (loading always gives float32)")

@@ -13,18 +13,18 @@ from pathlib import Path
 
 from .common import add_model_arguments, load_tokenizer, report_failure
 
-HELP = "Export a corpus (manifest or folder) as sharded, memory-mappable token files for speech LMs."
+HELP = "export a corpus (manifest or folder) as sharded, memory-mappable token files for speech LMs"
 
 DEFAULT_SHARD_SIZE = 1000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", type=Path, help="manifest (.jsonl) or folder of audio files")
+    parser.add_argument("input", type=Path, metavar="INPUT", help="manifest (.jsonl) or folder of audio files")
     parser.add_argument("-o", "--output", type=Path, required=True, help="corpus folder (created; rerun to resume)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--shard-size", type=int, default=None,
+    group.add_argument("--shard-size", type=int, default=None, metavar="N",
                        help=f"utterances per shard (default {DEFAULT_SHARD_SIZE})")
-    group.add_argument("--shard-frames", type=int, default=None,
+    group.add_argument("--shard-frames", type=int, default=None, metavar="N",
                        help="about this many frames per shard instead (estimated from durations)")
     add_model_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -12,8 +12,8 @@ HELP = "build a JSONL manifest (path, duration, speaker, text) from a folder of 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, metavar="DIR", help="folder searched recursively for audio files")
     parser.add_argument("-o", "--output", type=Path, required=True, help="manifest to write (.jsonl)")
-    parser.add_argument("--min-duration", type=float, default=0.0, help="leave out shorter files, seconds (default 0)")
-    parser.add_argument("--max-duration", type=float, default=math.inf, help="leave out longer files, seconds")
+    parser.add_argument("--min-duration", type=float, default=0.0, metavar="S", help="leave out shorter files, seconds (default 0)")
+    parser.add_argument("--max-duration", type=float, default=math.inf, metavar="S", help="leave out longer files, seconds")
     parser.add_argument("--relative", action="store_true", help="write paths relative to the manifest's folder")
     parser.add_argument(
         "--speaker-from",
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="fill 'speaker' from the parent folder name, or from the file name before its first '_' (LibriTTS)",
     )
-    parser.add_argument("--split", default=None, help="value of the 'split' field of every line (e.g. train)")
+    parser.add_argument("--split", default=None, metavar="NAME", help="value of the 'split' field of every line (e.g. train)")
     parser.add_argument("--no-text", action="store_true", help="do not read sibling .normalized.txt/.txt/.lab files")
 
 

@@ -6,15 +6,16 @@ import argparse
 import os
 from pathlib import Path
 
-HELP = "Train a codec from a YAML config (key=value overrides; resumes automatically)."
+HELP = "train a codec from a YAML config (key=value overrides; resumes automatically)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="training config (YAML), e.g. recipes/tiny/config.yaml")
+    parser.add_argument("--config", required=True, metavar="FILE", help="training config (YAML), e.g. recipes/tiny/config.yaml")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides with dotted keys and YAML values, e.g. training.max_steps=2000")
-    parser.add_argument("--resume", metavar="auto|none|PATH",
-                        help="same as checkpoint.resume=...: auto (latest checkpoint of the run), none, or a checkpoint")
+    parser.add_argument("--resume", metavar="PATH",
+                        help="a checkpoint, or auto (the latest checkpoint of the run) or none (start afresh); "
+                             "same as checkpoint.resume=PATH")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

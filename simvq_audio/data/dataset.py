@@ -142,6 +142,8 @@ class AudioDataset(Dataset):
         if self.segment_samples is None:
             audio = load_audio(path, self.sample_rate, self.channels).samples
             return audio, audio.shape[-1]
+        if not Path(path).is_file():  # libsndfile would only say "System error"
+            raise AudioError(f"{path}: {'is a directory, not an audio file' if Path(path).is_dir() else 'file not found'}")
         with sf.SoundFile(str(path)) as f:
             frames, source_rate = f.frames, f.samplerate
             if frames <= 0:

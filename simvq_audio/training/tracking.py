@@ -70,6 +70,7 @@ class RunLogger:
         self.log_dir = Path(log_dir)
         self.tensorboard = tensorboard
         self._jsonl = None
+        self._first = True
         if tensorboard:
             accelerator.init_trackers("tensorboard", config=flatten(config))
         if accelerator.is_main_process:
@@ -80,12 +81,38 @@ class RunLogger:
         """Scalars at ``step``; non-finite values are kept in the JSONL as strings ("nan")."""
         if not self.accelerator.is_main_process:
             return
+        if self._first:
+            self._first = False
+            self._forget_from(step)
         clean = {k: float(v) for k, v in values.items()}
         if self.tensorboard:
             self.accelerator.log(clean, step=step)
         row = {"step": step, "time": round(time.time(), 3)}
         row.update({k: (round(v, 6) if math.isfinite(v) else str(v)) for k, v in clean.items()})
         self._jsonl.write(json.dumps(row) + "\n")
+
+    def _forget_from(self, step: int) -> None:
+        """Drop the rows at ``step`` and later: a resumed run logs again the steps that its interrupted
+        predecessor logged after the checkpoint, and ``metrics.jsonl`` must hold each step once. A line
+        torn by a killed process is dropped too."""
+        from ..fileio import atomic_write_text
+
+        path = self.log_dir / METRICS_NAME
+        kept, dropped = [], False
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row_step = json.loads(line)["step"]
+            except (ValueError, KeyError, TypeError):
+                dropped = True
+                continue
+            if row_step >= step:
+                dropped = True
+            else:
+                kept.append(line + "\n")
+        if dropped:
+            self._jsonl.close()
+            atomic_write_text(path, "".join(kept))
+            self._jsonl = open(path, "a", buffering=1)
 
     def _writer(self):
         if not (self.tensorboard and self.accelerator.is_main_process):
