@@ -73,3 +73,60 @@ def test_pitch_head_trains_the_encoder_and_reads_f0_off_codes():
     assert plain.pitch_head is None and plain(x).pitch is None
     with pytest.raises(ValueError, match="no pitch head"):
         plain.predict_pitch(plain.encode(x))
+
+
+def source_filter_codec(seed=0) -> SimVQCodec:
+    torch.manual_seed(seed)
+    cfg = CodecConfig(sample_rate=SR, seanet=SEANetConfig(n_filters=4, ratios=(8, 5, 5), dimension=8, lstm=0),
+                      quantizer=QuantizerConfig(codebook_size=32, dim=4), pitch_head=True, pitch_features=True,
+                      excitation_harmonics=4)
+    codec = SimVQCodec(cfg)
+    for p in (*codec.pitch_proj.parameters(), *codec.decoder.inject.parameters()):
+        torch.nn.init.normal_(p, std=0.1)  # as after training; they start at zero
+    return codec.eval()
+
+
+def test_harmonic_excitation_is_the_f0_and_its_multiples_below_nyquist():
+    from simvq_audio.modules.excitation import harmonic_excitation
+
+    f0 = torch.full((1, 80), 2000.0)
+    voiced = torch.ones(1, 80)
+    voiced[:, 40:] = 0
+    e = harmonic_excitation(f0, voiced, HOP, SR, 5)
+    assert e.shape == (1, 5, 16000)
+    spectrum = torch.fft.rfft(e[0, 0, 1000:7000]).abs()
+    assert spectrum.argmax() * SR / 6000 == pytest.approx(2000, abs=3)
+    assert torch.all(e[0, 4, :7800] == 0)  # 5 x 2000 Hz = 10 kHz > 8 kHz
+    assert e[0, :, 8200:].abs().max() == 0  # unvoiced frames (after interpolation)
+    lengths = torch.tensor([30])
+    assert harmonic_excitation(f0, voiced, HOP, SR, 5, lengths)[..., 6000:].abs().max() == 0
+
+
+def test_source_filter_codec_keeps_lengths_and_batch_equals_single():
+    codec = source_filter_codec()
+    lengths = [3000, 16000, 801]
+    gen = torch.Generator().manual_seed(5)
+    items = [tone(float(f), n / SR)[None, None] * 0.3 + 0.01 * torch.randn(1, 1, n, generator=gen)
+             for f, n in zip((120, 230, 90), lengths)]
+    batch = torch.zeros(3, 1, max(lengths))
+    for i, x in enumerate(items):
+        batch[i, :, : x.shape[-1]] = x
+    codes = codec.encode(batch, lengths=torch.tensor(lengths))
+    frames = [codec.num_frames(n) for n in lengths]
+    audio = codec.decode(codes, frame_lengths=torch.tensor(frames))
+    for i, x in enumerate(items):
+        alone = codec.encode(x)
+        assert torch.equal(codes[i : i + 1, :, : frames[i]], alone)
+        torch.testing.assert_close(audio[i : i + 1, :, : frames[i] * HOP], codec.decode(alone), rtol=1e-4, atol=1e-5)
+        assert codec.decode(alone, lengths[i]).shape == (1, 1, lengths[i])
+
+
+def test_source_filter_training_uses_yin_and_gradients_reach_the_new_parts():
+    codec = source_filter_codec().train()
+    x = tone(150.0)[None, None] * 0.3
+    out = codec(x)
+    (out.audio.square().mean() + out.pitch.square().mean()).backward()
+    for module in (codec.pitch_proj, codec.decoder.inject, codec.pitch_head):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    with pytest.raises(ValueError, match="needs pitch_head"):
+        CodecConfig(excitation_harmonics=4)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..losses.pitch import F0_REFERENCE_HZ, yin
+from ..modules.excitation import harmonic_excitation
 from ..modules.pitch_head import PitchHead
 from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..modules.vocos import DecoderConfig, VocosDecoder
@@ -24,10 +26,18 @@ class CodecConfig:
     name: str = "simvq-codec"
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     pitch_head: bool = False
+    pitch_features: bool = False
+    excitation_harmonics: int = 0
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.excitation_harmonics < 0:
+            raise ValueError(f"excitation_harmonics must be >= 0, got {self.excitation_harmonics}")
+        if self.excitation_harmonics and not self.pitch_head:
+            raise ValueError("excitation_harmonics needs pitch_head: true (decoding reads the F0 off the codes)")
+        if self.excitation_harmonics and self.decoder.kind != "seanet":
+            raise ValueError("excitation_harmonics is implemented for the seanet decoder only")
         if self.decoder.kind == "vocos" and self.seanet.channels != 1:
             raise ValueError(f"the vocos decoder is mono; seanet.channels is {self.seanet.channels}")
 
@@ -36,7 +46,7 @@ def build_decoder(config: CodecConfig) -> nn.Module:
     """The decoder ``config.decoder.kind`` names: latents ``[B, D, T]`` -> audio ``[B, C, T * hop]``."""
     if config.decoder.kind == "vocos":
         return VocosDecoder(config.seanet.dimension, config.seanet.hop_length, config.decoder)
-    return SEANetDecoder(config.seanet)
+    return SEANetDecoder(config.seanet, excitation_channels=config.excitation_harmonics)
 
 
 @dataclass
@@ -82,6 +92,13 @@ class SimVQCodec(nn.Module):
         self.out_proj: nn.Module = nn.Conv1d(qdim, latent, 1) if latent != qdim else nn.Identity()
         self.quantizer = build_quantizer(config.quantizer)
         self.pitch_head = PitchHead(latent) if config.pitch_head else None
+        # The encoder's DSP pitch features (YIN voicing and log-F0) enter the lookup space
+        # through a map that starts at zero: a warm-started model's codes do not move at first.
+        self.pitch_proj: nn.Module | None = None
+        if config.pitch_features:
+            self.pitch_proj = nn.Conv1d(2, qdim, 1)
+            nn.init.zeros_(self.pitch_proj.weight)
+            nn.init.zeros_(self.pitch_proj.bias)
 
     # -- properties ------------------------------------------------------------------
     @property
@@ -162,15 +179,51 @@ class SimVQCodec(nn.Module):
         return lengths
 
     # -- model -----------------------------------------------------------------------------
-    def _latents(self, wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        return self.in_proj(self.encoder(wav, lengths))
+    def _yin(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return yin(wav.mean(1), self.sample_rate, self.hop_length)
+
+    def _latents(self, wav: torch.Tensor, lengths: torch.Tensor | None,
+                 pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        z = self.in_proj(self.encoder(wav, lengths))
+        if self.pitch_proj is not None:
+            f0, voiced = pitch if pitch is not None else self._yin(wav)
+            v = voiced.float()
+            feats = torch.stack([v, v * torch.log2(f0.clamp(min=1.0) / F0_REFERENCE_HZ)], 1)
+            z = z + self.pitch_proj(feats.to(z.dtype))
+        return z
+
+    def _excitation(self, latent: torch.Tensor, frames: torch.Tensor | None,
+                    pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
+        """The decoder's harmonic excitation: from ``pitch`` (F0 Hz, voiced) when given, else the pitch head."""
+        if not self.config.excitation_harmonics:
+            return None
+        if pitch is None:
+            if frames is not None:  # the head's convolution must see zeros past an item, as alone
+                latent = latent * (torch.arange(latent.shape[-1], device=latent.device)[None, :]
+                                   < frames.to(latent.device)[:, None]).unsqueeze(1).to(latent.dtype)
+            f0, prob = PitchHead.to_hz(self.pitch_head(latent).detach())
+            pitch = (f0, prob > 0.5)
+        f0, voiced = pitch
+        return harmonic_excitation(f0, voiced.float(), self.hop_length, self.sample_rate,
+                                   self.config.excitation_harmonics, frames).to(latent.dtype)
+
+    def _decode_latent(self, latent: torch.Tensor, frames: torch.Tensor | None,
+                       pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        excitation = self._excitation(latent, frames, pitch)
+        if excitation is None:
+            return self.decoder(latent, frames)
+        return self.decoder(latent, frames, excitation)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None) -> CodecOutput:
         """Reconstruct ``wav [B, C, N]``; ``lengths [B]`` (samples) marks padding in a batch."""
         self._check_audio(wav)
         n = wav.shape[-1]
         lengths = self._frame_lengths(lengths, n, wav.shape[0])
-        z = self._latents(wav, lengths)
+        # YIN's pitch of the input feeds the encoder's pitch features and, in training, the
+        # decoder's excitation (teacher forcing); outside training the decoder reads the F0 off
+        # the codes through the pitch head, as decode() does.
+        pitch = self._yin(wav) if (self.pitch_proj is not None or self.config.excitation_harmonics) else None
+        z = self._latents(wav, lengths, pitch)
         frames = None if lengths is None else torch.div(lengths + self.hop_length - 1, self.hop_length,
                                                          rounding_mode="floor")
         mask = None
@@ -179,7 +232,7 @@ class SimVQCodec(nn.Module):
             mask = mask.to(z.device)
         q = self.quantizer(z, mask=mask, n_q=n_q)
         latent = self.out_proj(q.quantized)
-        audio = self.decoder(latent, frames)[..., :n]
+        audio = self._decode_latent(latent, frames, pitch if self.training else None)[..., :n]
         return CodecOutput(
             audio=audio,
             codes=q.codes,
@@ -232,5 +285,5 @@ class SimVQCodec(nn.Module):
         if frame_lengths is not None:
             frame_lengths = torch.as_tensor(frame_lengths, dtype=torch.long, device="cpu")
         z = self.out_proj(self.quantizer.decode(codes.to(self.device)))
-        audio = self.decoder(z, frame_lengths)
+        audio = self._decode_latent(z, frame_lengths)
         return audio if length is None else audio[..., :length]

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .conv import StreamableConv1d, StreamableConvTranspose1d
 
@@ -154,9 +155,16 @@ class SEANetEncoder(nn.Module):
 
 
 class SEANetDecoder(nn.Module):
-    """Latents ``[B, dimension, T]`` -> audio ``[B, channels, T * hop]``."""
+    """Latents ``[B, dimension, T]`` -> audio ``[B, channels, T * hop]``.
 
-    def __init__(self, cfg: SEANetConfig):
+    With ``excitation_channels > 0`` (a source-filter decoder, as NSF-HiFiGAN), ``forward``
+    also takes a sample-rate excitation ``[B, excitation_channels, T * hop]``
+    (``modules/excitation.py``): after each upsampling layer it is average-pooled to that
+    layer's rate and added through a convolution that starts at zero, so a decoder warm
+    started from one without excitation begins exactly where that one was.
+    """
+
+    def __init__(self, cfg: SEANetConfig, excitation_channels: int = 0):
         super().__init__()
         self.cfg = cfg
         act = ACTIVATIONS[cfg.activation]
@@ -177,7 +185,34 @@ class SEANetDecoder(nn.Module):
             mult //= 2
         layers += [act(), StreamableConv1d(cfg.n_filters, cfg.channels, cfg.last_kernel_size, **conv)]
         self.model = nn.Sequential(*layers)
+        self.excitation_channels = excitation_channels
+        self.inject = nn.ModuleList()
+        if excitation_channels:
+            mult = 2 ** len(cfg.ratios)
+            for _ in cfg.ratios:
+                mult //= 2
+                inj = StreamableConv1d(excitation_channels, mult * cfg.n_filters, 7, causal=cfg.causal,
+                                       pad_mode="constant")
+                nn.init.zeros_(inj.conv.weight)
+                nn.init.zeros_(inj.conv.bias)
+                self.inject.append(inj)
 
-    def forward(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, lengths: torch.Tensor | None = None,
+                excitation: torch.Tensor | None = None) -> torch.Tensor:
         """``lengths [B]``: valid frames per item; valid samples are ``length * hop``."""
-        return run_layers(self.model, z, lengths)[0]
+        if not self.excitation_channels:
+            return run_layers(self.model, z, lengths)[0]
+        hop = self.cfg.hop_length
+        if excitation is None or excitation.shape != (z.shape[0], self.excitation_channels, z.shape[-1] * hop):
+            shape = None if excitation is None else tuple(excitation.shape)
+            raise ValueError(f"this decoder needs an excitation [B, {self.excitation_channels}, T * {hop}], got {shape}")
+        x, stage, rate = z, 0, 1
+        for layer in self.model:
+            x, lengths = run_layers(layer, x, lengths)
+            if isinstance(layer, StreamableConvTranspose1d):
+                rate *= self.cfg.ratios[stage]
+                pool = hop // rate
+                e = excitation if pool == 1 else F.avg_pool1d(excitation, pool)
+                x = x + self.inject[stage](e, lengths)
+                stage += 1
+        return x

@@ -13,7 +13,7 @@ from ..models.codec import SimVQCodec
 
 # part -> the codec's submodules it covers (the projections go with their side).
 PARTS: dict[str, tuple[str, ...]] = {
-    "encoder": ("encoder", "in_proj"),
+    "encoder": ("encoder", "in_proj", "pitch_proj"),
     "quantizer": ("quantizer",),
     "decoder": ("out_proj", "decoder"),
     "pitch_head": ("pitch_head",),

@@ -32,13 +32,21 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+# Submodules a part may have that the model it starts from lacks; they keep their own
+# (zero) initialisation: the decoder's excitation inputs.
+GROWN_PREFIXES = ("inject.",)
+
+
 def warm_start(generator: SimVQCodec, model_dir: str | os.PathLike, parts: tuple[str, ...] = ()) -> str:
     """Copy a release model's weights into ``generator``; returns the model's id.
 
     ``parts`` (``encoder``, ``quantizer``, ``decoder``; empty: the whole model) limits the
     copy, e.g. to give a new decoder the encoder and quantizer of a release. The config
     fields those parts depend on must equal ``generator.config``'s (the ``name`` may
-    differ); otherwise ``CheckpointError`` lists the differing keys. Loading is strict.
+    differ); otherwise ``CheckpointError`` lists the differing keys. Loading is strict,
+    except that a part may have grown modules its source lacks (the encoder's pitch
+    projection, the decoder's excitation inputs): they keep their zero initialisation, so
+    the new model starts out computing exactly what the source did.
     """
     source = load_pretrained(model_dir)  # strict, id-verified; raises ModelLoadError naming the path
     keys = None if not parts else {k for p in parts for k in PART_CONFIG_KEYS[p]}
@@ -54,5 +62,11 @@ def warm_start(generator: SimVQCodec, model_dir: str | os.PathLike, parts: tuple
         return source.model_id
     theirs_modules = part_modules(source, parts)
     for attr, module in part_modules(generator, parts).items():
-        module.load_state_dict(theirs_modules[attr].state_dict(), strict=True)
+        if attr not in theirs_modules:  # e.g. the pitch projection of an encoder that had none
+            continue
+        result = module.load_state_dict(theirs_modules[attr].state_dict(), strict=False)
+        grown = [k for k in result.missing_keys if not k.startswith(GROWN_PREFIXES)]
+        if grown or result.unexpected_keys:
+            raise CheckpointError(f"{resolve_model_dir(model_dir)}: its {attr} does not match the config's: "
+                                  f"missing {grown}, unexpected {result.unexpected_keys}")
     return source.model_id

@@ -1,0 +1,50 @@
+"""Harmonic excitation (the "source" of a source-filter decoder, as in NSF / NSF-HiFiGAN).
+
+A decoder that must invent periodicity from a latent learns harmonics slowly, and with a
+mel loss alone not at all; given sines at the pitch and its multiples, it only has to
+shape them. ``harmonic_excitation`` turns a frame-rate F0 track into ``K`` sample-rate
+channels ``v(n) * sin(k * phi(n))``, ``phi`` the running phase of the F0, each zero
+where ``k * F0`` is above Nyquist. It is deterministic: the same F0 track always gives
+the same signal, so decoding stays reproducible (no noise channel; the decoder makes its
+own noise for unvoiced sounds).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+EXCITATION_AMPLITUDE = 0.1
+
+
+def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
+                        n_harmonics: int, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Frame-rate F0 ``[B, T]`` (Hz) and voicing ``[B, T]`` (0..1) -> excitation ``[B, K, T * hop]``.
+
+    Frame ``t`` is centred on sample ``t * hop + hop / 2``; F0 and voicing are linearly
+    interpolated between frame centres. ``frame_lengths [B]`` (valid frames per item of a
+    padded batch) zero the excitation past each item, so items match their single decode.
+    """
+    if f0.dim() != 2 or f0.shape != voiced.shape:
+        raise ValueError(f"f0 and voiced must both be [B, T], got {tuple(f0.shape)} and {tuple(voiced.shape)}")
+    b, t = f0.shape
+    f0 = f0.float() * (voiced > 0).float()
+    amp = voiced.float().clamp(0, 1)
+    if frame_lengths is not None:  # past an item's end, repeat its last frame (as the edge of a lone item)
+        last = (frame_lengths.to(f0.device).long() - 1).clamp(min=0)[:, None]
+        idx = torch.minimum(torch.arange(t, device=f0.device)[None, :].expand(b, t), last)
+        f0, amp = f0.gather(1, idx), amp.gather(1, idx)
+    up = F.interpolate(torch.stack([f0, amp], 1), scale_factor=hop_length, mode="linear", align_corners=False)
+    f0_up, amp_up = up[:, 0], up[:, 1]
+    # Phase in float64 and wrapped: an hour at 300 Hz is ~7e6 radians, beyond float32's resolution.
+    phase = torch.remainder(torch.cumsum(f0_up.double() * (2 * math.pi / sample_rate), -1), 2 * math.pi)
+    k = torch.arange(1, n_harmonics + 1, device=f0.device, dtype=torch.float64)[None, :, None]
+    sines = torch.sin(phase[:, None, :] * k).float()
+    below_nyquist = (f0_up[:, None, :] * k.float() < sample_rate / 2).float()
+    out = sines * below_nyquist * amp_up[:, None, :] * EXCITATION_AMPLITUDE
+    if frame_lengths is not None:
+        samples = torch.arange(t * hop_length, device=f0.device)[None, :] < (frame_lengths.to(f0.device) * hop_length)[:, None]
+        out = out * samples[:, None, :].float()
+    return out
