@@ -128,5 +128,29 @@ def test_source_filter_training_uses_yin_and_gradients_reach_the_new_parts():
     (out.audio.square().mean() + out.pitch.square().mean()).backward()
     for module in (codec.pitch_proj, codec.decoder.inject, codec.pitch_head):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
-    with pytest.raises(ValueError, match="needs pitch_head"):
+    with pytest.raises(ValueError, match="need pitch_head"):
         CodecConfig(excitation_harmonics=4)
+
+
+def test_harmonic_branch_adds_f0_multiples_and_keeps_batch_equal_single():
+    torch.manual_seed(0)
+    cfg = CodecConfig(sample_rate=SR, seanet=SEANetConfig(n_filters=4, ratios=(8, 5, 5), dimension=8, lstm=0),
+                      quantizer=QuantizerConfig(codebook_size=32, dim=4), pitch_head=True, pitch_features=True,
+                      harmonic_branch=6)
+    codec = SimVQCodec(cfg).train()
+    x = tone(200.0, 1.0)[None, None] * 0.3
+    quiet = codec(x).audio
+    torch.nn.init.constant_(codec.harmonic.amplitudes.bias, -1.0)  # louder harmonics: amplitude e^-1 each
+    loud = codec(x).audio
+    spectrum = torch.fft.rfft((loud - quiet)[0, 0, 2000:14000].detach()).abs()
+    peaks = (torch.topk(spectrum, 6).indices.float() * SR / 12000).sort().values
+    assert torch.allclose(peaks, torch.tensor([200.0, 400, 600, 800, 1000, 1200]), atol=3)  # YIN's F0 in training
+    quiet.square().mean().backward()
+    assert codec.harmonic.amplitudes.weight.grad is not None
+    codec.eval()
+    lengths = [2400, 16000]
+    batch = torch.zeros(2, 1, 16000)
+    batch[0, :, :2400], batch[1] = x[..., :2400], x[0]
+    codes = codec.encode(batch, lengths=torch.tensor(lengths))
+    audio = codec.decode(codes, frame_lengths=torch.tensor([12, 80]))
+    torch.testing.assert_close(audio[:1, :, :2400], codec.decode(codec.encode(x[..., :2400])), rtol=1e-4, atol=1e-5)

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..losses.pitch import F0_REFERENCE_HZ, yin
 from ..modules.excitation import harmonic_excitation
+from ..modules.harmonic import HarmonicBranch
 from ..modules.pitch_head import PitchHead
 from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..modules.vocos import DecoderConfig, VocosDecoder
@@ -28,14 +29,18 @@ class CodecConfig:
     pitch_head: bool = False
     pitch_features: bool = False
     excitation_harmonics: int = 0
+    harmonic_branch: int = 0
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
-        if self.excitation_harmonics < 0:
-            raise ValueError(f"excitation_harmonics must be >= 0, got {self.excitation_harmonics}")
-        if self.excitation_harmonics and not self.pitch_head:
-            raise ValueError("excitation_harmonics needs pitch_head: true (decoding reads the F0 off the codes)")
+        if self.excitation_harmonics < 0 or self.harmonic_branch < 0:
+            raise ValueError("excitation_harmonics and harmonic_branch must be >= 0")
+        if (self.excitation_harmonics or self.harmonic_branch) and not self.pitch_head:
+            raise ValueError("excitation_harmonics and harmonic_branch need pitch_head: true "
+                             "(decoding reads the F0 off the codes)")
+        if self.harmonic_branch and self.seanet.channels != 1:
+            raise ValueError("harmonic_branch is mono; seanet.channels must be 1")
         if self.excitation_harmonics and self.decoder.kind != "seanet":
             raise ValueError("excitation_harmonics is implemented for the seanet decoder only")
         if self.decoder.kind == "vocos" and self.seanet.channels != 1:
@@ -92,6 +97,9 @@ class SimVQCodec(nn.Module):
         self.out_proj: nn.Module = nn.Conv1d(qdim, latent, 1) if latent != qdim else nn.Identity()
         self.quantizer = build_quantizer(config.quantizer)
         self.pitch_head = PitchHead(latent) if config.pitch_head else None
+        self.harmonic: HarmonicBranch | None = None
+        if config.harmonic_branch:
+            self.harmonic = HarmonicBranch(latent, config.harmonic_branch, config.seanet.hop_length)
         # The encoder's DSP pitch features (YIN voicing and log-F0) enter the lookup space
         # through a map that starts at zero: a warm-started model's codes do not move at first.
         self.pitch_proj: nn.Module | None = None
@@ -194,8 +202,10 @@ class SimVQCodec(nn.Module):
 
     def _excitation(self, latent: torch.Tensor, frames: torch.Tensor | None,
                     pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
-        """The decoder's harmonic excitation: from ``pitch`` (F0 Hz, voiced) when given, else the pitch head."""
-        if not self.config.excitation_harmonics:
+        """Unit sines at the F0's multiples ``[B, K, T * hop]`` for the decoder's excitation inputs and
+        the harmonic branch: from ``pitch`` (F0 Hz, voiced) when given, else the pitch head."""
+        n_harmonics = max(self.config.excitation_harmonics, self.config.harmonic_branch)
+        if not n_harmonics:
             return None
         if pitch is None:
             if frames is not None:  # the head's convolution must see zeros past an item, as alone
@@ -205,14 +215,16 @@ class SimVQCodec(nn.Module):
             pitch = (f0, prob > 0.5)
         f0, voiced = pitch
         return harmonic_excitation(f0, voiced.float(), self.hop_length, self.sample_rate,
-                                   self.config.excitation_harmonics, frames).to(latent.dtype)
+                                   n_harmonics, frames).to(latent.dtype)
 
     def _decode_latent(self, latent: torch.Tensor, frames: torch.Tensor | None,
                        pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        excitation = self._excitation(latent, frames, pitch)
-        if excitation is None:
-            return self.decoder(latent, frames)
-        return self.decoder(latent, frames, excitation)
+        sines = self._excitation(latent, frames, pitch)
+        k = self.config.excitation_harmonics
+        audio = self.decoder(latent, frames, sines[:, :k]) if k else self.decoder(latent, frames)
+        if self.harmonic is not None:
+            audio = audio + self.harmonic(latent, sines, frames)
+        return audio
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None) -> CodecOutput:
         """Reconstruct ``wav [B, C, N]``; ``lengths [B]`` (samples) marks padding in a batch."""

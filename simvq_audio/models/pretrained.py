@@ -28,7 +28,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BUILTIN_MODELS = ("default",)
 # CodecConfig fields added after format version 1 was released, with their defaults.
-LATER_KEYS = {"decoder": DecoderConfig(), "pitch_head": False, "pitch_features": False, "excitation_harmonics": 0}
+LATER_KEYS = {"decoder": DecoderConfig(), "pitch_head": False, "pitch_features": False, "excitation_harmonics": 0,
+              "harmonic_branch": 0}
 
 
 class ModelLoadError(SimVQError, RuntimeError):

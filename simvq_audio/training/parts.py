@@ -15,7 +15,7 @@ from ..models.codec import SimVQCodec
 PARTS: dict[str, tuple[str, ...]] = {
     "encoder": ("encoder", "in_proj", "pitch_proj"),
     "quantizer": ("quantizer",),
-    "decoder": ("out_proj", "decoder"),
+    "decoder": ("out_proj", "decoder", "harmonic"),
     "pitch_head": ("pitch_head",),
 }
 # part -> the CodecConfig fields its weights depend on.
