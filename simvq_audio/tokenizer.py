@@ -11,6 +11,13 @@ Batching: items are sorted by length, zero-padded and passed with their ``length
 each item's codes equal those of the item alone. Long items are cut into frame-aligned
 windows with context (``simvq_audio.chunking``), so memory is bounded by the batch, never
 by the file.
+
+Tokens are exactly independent of the batch on a CPU: there each window of audio goes through
+the encoder alone (``batch_invariant``), which is also faster there than a padded batch. On a
+GPU windows share a forward pass, whose float rounding differs from a window alone by ~1e-7;
+the nearest-code search is exact (``quantization.search``), so a token differs only when a
+frame lies within that distance of the boundary between two codes (0 of 87,167 dev tokens
+measured; see BENCHMARKS.md). ``batch_invariant=True`` makes a GPU exact too, at a speed cost.
 """
 
 from __future__ import annotations
@@ -95,6 +102,9 @@ class Tokenizer:
         context_seconds: ... plus this much context on each side (discarded after the model).
         max_batch_seconds: bound on a zero-padded batch (seconds of audio at the model rate), for memory;
             default 60 on CPU, 240 on CUDA.
+        batch_invariant: encode each window in a forward pass of its own, so that its tokens are
+            bit-identical whatever else is encoded with it; default: on a CPU (where it is also the
+            faster way), not on CUDA. Decoding is batched either way.
     """
 
     def __init__(
@@ -105,6 +115,7 @@ class Tokenizer:
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         context_seconds: float = DEFAULT_CONTEXT_SECONDS,
         max_batch_seconds: float | None = None,
+        batch_invariant: bool | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -116,6 +127,7 @@ class Tokenizer:
         self._model = model.to(self._device).eval()
         self._model_id = model.model_id  # hashes every weight: compute once
         self.batch_size = int(batch_size)
+        self.batch_invariant = self._device.type == "cpu" if batch_invariant is None else bool(batch_invariant)
         self.chunk_frames = max(1, round(chunk_seconds * model.frame_rate))
         self.context_frames = int(np.ceil(context_seconds * model.frame_rate))
         self.max_batch_samples = max(1, int(max_batch_seconds * model.sample_rate))
@@ -177,7 +189,10 @@ class Tokenizer:
 
     # -- batched model calls -------------------------------------------------------------------------
     def _encode_windows(self, windows: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """One forward pass over windows ``[C, n_i]`` -> codes ``[n_q, ceil(n_i / hop)]`` (CPU, int64)."""
+        """Windows ``[C, n_i]`` -> codes ``[n_q, ceil(n_i / hop)]`` (CPU, int64): one forward pass, or one
+        per window when ``batch_invariant``."""
+        if self.batch_invariant and len(windows) > 1:
+            return [codes for w in windows for codes in self._encode_windows([w])]
         lengths = [w.shape[-1] for w in windows]
         x = torch.zeros(len(windows), self.channels, max(lengths))
         for i, w in enumerate(windows):

@@ -86,10 +86,11 @@ def test_encode_is_deterministic(model):
     assert torch.equal(a, b)
 
 
-def test_batched_equals_single(model):
+@pytest.mark.parametrize("batch_invariant", [True, False], ids=["window-alone", "padded-batch"])
+def test_batched_equals_single(model, batch_invariant):
     rng = np.random.default_rng(2)
     wavs = [noise(int(n), seed=i) for i, n in enumerate(rng.integers(16, 2000, 7))]
-    tk = Tokenizer(model, batch_size=4)
+    tk = Tokenizer(model, batch_size=4, batch_invariant=batch_invariant)
     batched = tk.encode(wavs)
     for w, codes in zip(wavs, batched, strict=True):
         assert torch.equal(codes, tk.encode(w))

@@ -25,7 +25,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, chunking: bool = True) 
                         help="model folder, or the name of a built-in model (default: default)")
     parser.add_argument("--device", default="auto", metavar="DEVICE", help="auto (CUDA if available, the default), cpu, cuda, cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N",
-                        help="files (or windows of long files) per forward pass (default 8)")
+                        help="files (or windows of long files) per batch (default 8); on a CPU the encoder "
+                             "still takes each window alone, so tokens never depend on the batch")
     if chunking:
         from ..tokenizer import DEFAULT_CHUNK_SECONDS
 
