@@ -226,7 +226,7 @@ def test_staged_training_new_decoder_on_frozen_encoder_and_quantizer(trained, tm
 def test_discriminators_travel_as_one_file(trained, tmp_path, capsys):
     """export --discriminator writes D (fp16) with its config; a new run starts D from it, strictly."""
     from simvq_audio.cli import main
-    from simvq_audio.training.discriminator_state import read_discriminator_config
+    from simvq_audio.training.discriminator_state import read_discriminator_config, save_discriminator
 
     run_dir, trainer, _, _ = trained
     disc_file = tmp_path / "disc.safetensors"
@@ -243,6 +243,14 @@ def test_discriminators_travel_as_one_file(trained, tmp_path, capsys):
                                f"training.init_discriminator_from={disc_file}"])
     with pytest.raises(CheckpointError, match=r"disc.safetensors: discriminator config differs.*mpd_channels"):
         Trainer(cfg)
+    # Settings of a member that is off do not shape anything: a file without the MS-STFT
+    # discriminator loads into a config whose (unused) MS-STFT sizes differ.
+    no_stft = make_trainer(tmp_path / "a", "discriminator.use_stft=false")
+    save_discriminator(no_stft.accelerator.unwrap_model(no_stft.discriminator), no_stft.cfg.discriminator,
+                       tmp_path / "mpd.safetensors")
+    no_stft.close()
+    make_trainer(tmp_path / "b", "discriminator.use_stft=false", "discriminator.stft_filters=9",
+                 f"training.init_discriminator_from={tmp_path / 'mpd.safetensors'}").close()
     capsys.readouterr()
     assert main(["train", "--config", str(CONFIG), *TINY, f"logging.dir={tmp_path / 'x'}",
                  f"training.init_discriminator_from={tmp_path / 'missing.safetensors'}"]) == 1

@@ -56,12 +56,33 @@ def read_discriminator_config(path: str | os.PathLike) -> DiscriminatorConfig:
         raise CheckpointError(f"{path}: bad discriminator config in the file ({exc})") from exc
 
 
+# Keys that only matter while their discriminator is on.
+_MEMBER_KEYS = {"use_mpd": ("periods", "mpd_channels"),
+                "use_stft": ("stft_filters", "stft_n_ffts", "stft_hop_lengths", "stft_win_lengths"),
+                "use_mrd": ("mrd_channels", "mrd_n_ffts", "mrd_hop_lengths")}
+
+
+def _effective(config: DiscriminatorConfig) -> dict:
+    """The config's keys that shape the built discriminators (those of members that are off dropped)."""
+    data = to_dict(config)
+    for switch, keys in _MEMBER_KEYS.items():
+        if not data[switch]:
+            for key in keys:
+                data.pop(key)
+    return data
+
+
 def load_discriminator(discriminator: torch.nn.Module, config: DiscriminatorConfig, path: str | os.PathLike) -> None:
-    """Copy the weights in ``path`` into ``discriminator`` (built from ``config``), strictly."""
+    """Copy the weights in ``path`` into ``discriminator`` (built from ``config``), strictly.
+
+    The configs must agree on every key that shapes the discriminators; settings of a
+    member that is off in both (say the MS-STFT sizes with ``use_stft: false``) may differ.
+    """
     stored = read_discriminator_config(path)
-    if stored != config:
-        ours, theirs = to_dict(config), to_dict(stored)
-        diff = [f"{k}: {theirs[k]} (file) vs {ours[k]} (config)" for k in ours if ours[k] != theirs[k]]
+    ours, theirs = _effective(config), _effective(stored)
+    if ours != theirs:
+        keys = sorted(set(ours) | set(theirs))
+        diff = [f"{k}: {theirs.get(k)} (file) vs {ours.get(k)} (config)" for k in keys if ours.get(k) != theirs.get(k)]
         raise CheckpointError(f"{path}: discriminator config differs from discriminator.* of the config: "
                               f"{'; '.join(diff)}")
     tensors = load_file(str(path))
