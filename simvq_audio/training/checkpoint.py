@@ -12,6 +12,11 @@ Layout of ``<checkpoint dir>/step-00001000/``:
 
 Each checkpoint is written to a hidden temporary folder and renamed when complete, so
 a crash mid-save never leaves a half checkpoint that ``resume: auto`` would pick.
+
+Accelerate reloads ``custom_checkpoint_<i>.pkl`` with a full unpickler (``weights_only=False``), which
+runs whatever code a crafted file names. Everything we register stores plain values and tensors, so
+``resolve_resume`` first reads those files with the restricted unpickler (the one Accelerate uses for
+all its other files) and refuses a checkpoint that needs more: resuming never runs foreign code.
 """
 
 from __future__ import annotations
@@ -92,12 +97,32 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def resolve_resume(resume: str, root: Path) -> Path | None:
-    """The checkpoint to resume from: ``none`` -> None, ``auto`` -> latest in ``root`` (or None), else a path."""
+    """The checkpoint to resume from: ``none`` -> None, ``auto`` -> latest in ``root`` (or None), else a path.
+
+    A checkpoint whose pickled states need more than plain values and tensors is refused
+    (``check_pickles``)."""
     if resume == "none":
         return None
-    if resume == "auto":
-        return latest_checkpoint(root)
-    return find_checkpoint(resume)
+    path = latest_checkpoint(root) if resume == "auto" else find_checkpoint(resume)
+    if path is not None:
+        check_pickles(path)
+    return path
+
+
+def check_pickles(checkpoint: Path) -> None:
+    """Raise ``CheckpointError`` unless every ``custom_checkpoint_*.pkl`` of ``checkpoint`` loads with the
+    restricted (``weights_only``) unpickler, i.e. holds only tensors, numbers, strings and containers."""
+    from accelerate.utils import load
+
+    for path in sorted(checkpoint.glob("custom_checkpoint_*.pkl")):
+        try:
+            load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # the restricted unpickler raises UnpicklingError, others for garbage
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"{path}: not resumed: this state holds more than tensors and plain values ({reason[:160]}); "
+                f"a checkpoint of unknown origin could run code when unpickled, so it is never fully unpickled"
+            ) from exc
 
 
 def read_trainer_state(checkpoint: Path) -> dict:
