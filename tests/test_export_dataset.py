@@ -237,3 +237,28 @@ def test_speech_lm_doc_examples_run(exported, name, monkeypatch, capsys, model_d
         assert namespace["audio"].shape == (1, namespace["codes"].shape[0] * tokenizer.hop_length)
     else:
         assert namespace["utterance"].shape == (namespace["first"]["n_frames"], 2)
+
+
+def test_shards_are_small_by_duration_by_default_and_a_rerun_keeps_its_setting(exported, audio_dir, model_dir,
+                                                                                tmp_path, capsys):
+    """A killed export loses only its shard in progress, so the default shard is 10 minutes of audio,
+    not 1,000 utterances (an hour of CPU work); a rerun without options resumes with the folder's own."""
+    from simvq_audio.commands.export_dataset import DEFAULT_SHARD_SECONDS
+    from simvq_audio.export.__main__ import main
+
+    fresh = tmp_path / "fresh"
+    main([str(audio_dir), "-o", str(fresh), "--model", str(model_dir), "--device", "cpu", "-q"])
+    recorded = json.loads((fresh / "plan.json").read_text())
+    assert recorded["shard_size"] is None and recorded["shard_frames"] == math.ceil(DEFAULT_SHARD_SECONDS * 1000)
+    small = tmp_path / "small"
+    main([str(audio_dir), "-o", str(small), "--model", str(model_dir), "--device", "cpu", "-q",
+          "--shard-seconds", "0.6"])
+    assert json.loads((small / "plan.json").read_text())["n_shards"] > 1
+
+    out = tmp_path / "resumed"
+    shutil.copytree(exported[0], out)  # written with --shard-size 2
+    before = _files(out)
+    ShardFiles.of(out, 1).index.unlink()
+    capsys.readouterr()
+    assert main([str(audio_dir), "-o", str(out), "--model", str(model_dir), "--device", "cpu", "-q"]) == 1
+    assert "holds an export of another" not in capsys.readouterr().err and _files(out) == before

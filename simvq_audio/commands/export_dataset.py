@@ -15,17 +15,21 @@ from .common import add_model_arguments, load_tokenizer, report_failure
 
 HELP = "export a corpus (manifest or folder) as sharded, memory-mappable token files for speech LMs"
 
-DEFAULT_SHARD_SIZE = 1000
+# Shards are the unit of resumption: a killed export loses only the shard in progress, so the default
+# is small by duration (10 minutes of audio: about 30 s of CPU work) rather than by utterance count.
+DEFAULT_SHARD_SECONDS = 600.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="INPUT", help="manifest (.jsonl) or folder of audio files")
     parser.add_argument("-o", "--output", type=Path, required=True, help="corpus folder (created; rerun to resume)")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--shard-size", type=int, default=None, metavar="N",
-                       help=f"utterances per shard (default {DEFAULT_SHARD_SIZE})")
+    group.add_argument("--shard-seconds", type=float, default=None, metavar="S",
+                       help=f"about S seconds of audio per shard (default {DEFAULT_SHARD_SECONDS:g}; a killed run "
+                            f"loses only the shard in progress); a rerun keeps the folder's own setting")
+    group.add_argument("--shard-size", type=int, default=None, metavar="N", help="N utterances per shard instead")
     group.add_argument("--shard-frames", type=int, default=None, metavar="N",
-                       help="about this many frames per shard instead (estimated from durations)")
+                       help="about N frames per shard instead (estimated from durations)")
     add_model_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -48,6 +52,30 @@ def _distributed_state(device: str):
     return state
 
 
+def _shard_setting(args: argparse.Namespace, frame_rate: float) -> tuple[int | None, int | None]:
+    """``(shard_size, shard_frames)`` from the options; without any, the setting recorded in the output
+    folder by an earlier run (so that a rerun resumes it), else ``DEFAULT_SHARD_SECONDS``."""
+    import json
+    import math
+
+    from ..errors import SimVQError
+    from ..export.format import PLAN_NAME
+
+    if args.shard_size is not None or args.shard_frames is not None:
+        return args.shard_size, args.shard_frames
+    if args.shard_seconds is None:
+        try:
+            recorded = json.loads((args.output / PLAN_NAME).read_text(encoding="utf-8"))
+            if recorded.get("shard_size") or recorded.get("shard_frames"):
+                return recorded.get("shard_size"), recorded.get("shard_frames")
+        except (OSError, ValueError, AttributeError):
+            pass
+    seconds = DEFAULT_SHARD_SECONDS if args.shard_seconds is None else args.shard_seconds
+    if not seconds > 0:
+        raise SimVQError(f"--shard-seconds must be positive, got {seconds}")
+    return None, max(1, math.ceil(seconds * frame_rate))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..export.exporter import export_corpus, read_failures
     from ..export.plan import ModelInfo, list_inputs, plan_shards
@@ -57,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
         args = argparse.Namespace(**{**vars(args), "device": str(state.device)})  # this process's GPU
     is_main = state is None or state.is_main_process
     tokenizer = load_tokenizer(args)
-    entries, root = list_inputs(args.input, with_durations=args.shard_frames is not None)
-    shard_size = None if args.shard_frames is not None else (args.shard_size or DEFAULT_SHARD_SIZE)
+    shard_size, shard_frames = _shard_setting(args, tokenizer.frame_rate)
+    entries, root = list_inputs(args.input, with_durations=shard_frames is not None)
     plan = plan_shards(entries, ModelInfo.from_tokenizer(tokenizer), root,
-                       shard_size=shard_size, shard_frames=args.shard_frames)
+                       shard_size=shard_size, shard_frames=shard_frames)
 
     def on_failure(entry, message: str) -> None:
         where = "" if entry.source in message or str(entry.path) in message else f"{entry.source}: "
