@@ -16,8 +16,8 @@ Tokens are exactly independent of the batch on a CPU: there each window of audio
 the encoder alone (``batch_invariant``), which is also faster there than a padded batch. On a
 GPU windows share a forward pass, whose float rounding differs from a window alone by ~1e-7;
 the nearest-code search is exact (``quantization.search``), so a token differs only when a
-frame lies within that distance of the boundary between two codes (0 of 87,167 dev tokens
-measured; see BENCHMARKS.md). ``batch_invariant=True`` makes a GPU exact too, at a speed cost.
+frame lies within that distance of the boundary between two codes (0 of 87,167 dev tokens with
+padded batches on a CPU; see BENCHMARKS.md). ``batch_invariant=True`` makes a GPU exact too.
 """
 
 from __future__ import annotations
