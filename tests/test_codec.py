@@ -160,3 +160,11 @@ def test_loading_is_strict(tmp_path):
     (broken / WEIGHTS_NAME).write_bytes(b"garbage")
     with pytest.raises(ModelLoadError, match="unreadable weights"):
         load_pretrained(broken)
+
+
+def test_float64_audio_is_converted_int_is_refused():
+    m = tiny()
+    x = torch.randn(1, 1, 333)
+    assert torch.equal(m.encode(x.double()), m.encode(x))
+    with pytest.raises(ValueError, match="floating point"):
+        m.encode((x * 1000).to(torch.int16))

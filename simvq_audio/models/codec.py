@@ -169,7 +169,8 @@ class SimVQCodec(nn.Module):
         return load_pretrained(directory, device=device)
 
     # -- checks --------------------------------------------------------------------------
-    def _check_audio(self, wav: torch.Tensor) -> None:
+    def _check_audio(self, wav: torch.Tensor) -> torch.Tensor:
+        """``wav`` checked, in the model's floating dtype (float64 or half input is converted)."""
         if not isinstance(wav, torch.Tensor) or wav.dim() != 3 or wav.shape[1] != self.channels:
             shape = tuple(wav.shape) if isinstance(wav, torch.Tensor) else type(wav).__name__
             raise ValueError(f"expected audio [B, {self.channels}, N], got {shape}")
@@ -177,6 +178,8 @@ class SimVQCodec(nn.Module):
             raise ValueError("audio must have at least one sample")
         if not wav.is_floating_point():
             raise ValueError(f"audio must be floating point, got {wav.dtype}")
+        dtype = next(self.parameters()).dtype
+        return wav if wav.dtype == dtype else wav.to(dtype)
 
     def _frame_lengths(self, lengths: torch.Tensor | None, n: int, b: int) -> torch.Tensor | None:
         if lengths is None:
@@ -228,7 +231,7 @@ class SimVQCodec(nn.Module):
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None) -> CodecOutput:
         """Reconstruct ``wav [B, C, N]``; ``lengths [B]`` (samples) marks padding in a batch."""
-        self._check_audio(wav)
+        wav = self._check_audio(wav)
         n = wav.shape[-1]
         lengths = self._frame_lengths(lengths, n, wav.shape[0])
         # YIN's pitch of the input feeds the encoder's pitch features and, in training, the
@@ -264,7 +267,7 @@ class SimVQCodec(nn.Module):
         codes are ``codes[b, :, :ceil(lengths[b] / hop)]`` and equal those of the item
         encoded alone; later frames are undefined.
         """
-        self._check_audio(wav)
+        wav = self._check_audio(wav)
         lengths = self._frame_lengths(lengths, wav.shape[-1], wav.shape[0])
         return self.quantizer.encode(self._latents(wav, lengths), n_q=n_q)
 
