@@ -12,6 +12,8 @@ one odd file does not stop an evaluation: aggregate with ``numpy.nanmean``.
 | ``stoi``       | higher | 0 .. 1         | short-time objective intelligibility (``pystoi``)      |
 | ``mel_distance`` | lower | >= 0          | mean log10-mel L1 of :class:`MultiScaleMelLoss`        |
 | ``si_sdr``     | higher | dB             | scale-invariant signal-to-distortion ratio             |
+
+``compute_metrics(..., pitch=True)`` adds the pitch metrics of :mod:`simvq_audio.pitch`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import warnings
 import numpy as np
 import soxr
 import torch
+
+from . import pitch as pitch_tracking
 
 METRIC_NAMES = ("pesq_wb", "stoi", "mel_distance", "si_sdr")
 PESQ_RATE = 16000
@@ -133,12 +137,23 @@ def stoi(ref, est, sample_rate: int) -> float:
     return value
 
 
-def compute_metrics(ref, est, sample_rate: int) -> dict[str, float]:
-    """All metrics at once: ``{"pesq_wb", "stoi", "mel_distance", "si_sdr"}`` -> float (maybe ``nan``)."""
+def compute_metrics(ref, est, sample_rate: int, pitch: bool = False,
+                    ref_f0: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics at once: ``{"pesq_wb", "stoi", "mel_distance", "si_sdr"}`` -> float (maybe ``nan``).
+
+    With ``pitch``, also ``simvq_audio.pitch.PITCH_METRIC_NAMES`` (voicing F1, RMS pitch error in
+    cents, gross pitch error) from pYIN tracks at 10 ms; ``ref_f0`` is the reference's
+    ``pitch.track_pitch(ref, sample_rate)`` when already computed (pYIN is the slow part).
+    """
     ref, est = _pair(ref, est)
-    return {
+    scores = {
         "pesq_wb": pesq_wb(ref, est, sample_rate),
         "stoi": stoi(ref, est, sample_rate),
         "mel_distance": mel_distance(ref, est, sample_rate),
         "si_sdr": si_sdr(ref, est),
     }
+    if pitch:
+        if ref_f0 is None:
+            ref_f0 = pitch_tracking.track_pitch(ref, sample_rate)
+        scores.update(pitch_tracking.pitch_metrics(ref_f0, pitch_tracking.track_pitch(est, sample_rate)))
+    return scores

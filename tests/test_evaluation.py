@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,27 @@ def test_console_table_has_one_row_per_system(report):
     lines = format_table(report["summary"]).splitlines()
     assert lines[0].split()[:3] == ["system", "kbps", "n"]
     assert [ln.split()[0] for ln in lines[1:4]] == ["simvq-codec", *BASELINES]
+
+
+def test_pitch_metrics_reported(report):
+    pitch = ("voicing_f1", "pitch_rmse_cents", "gross_pitch_error")
+    assert set(pitch) <= set(METRICS) and all(r[m] != "" for r in report["rows"] for m in pitch)
+    opus = _systems(report["summary"])["opus:6k"]["metrics"]
+    assert all(opus[m]["n"] == 3 for m in pitch)
+    assert opus["voicing_f1"]["mean"] > 0.7 and 0 <= opus["gross_pitch_error"]["mean"] < 0.5
+
+
+def test_reference_pitch_tracked_once_per_file_or_not_at_all(workspace, tmp_path, monkeypatch):
+    import simvq_audio.pitch as pitch
+
+    calls, track = [], pitch.track_pitch
+    monkeypatch.setattr(pitch, "track_pitch", lambda *a, **k: calls.append(1) or track(*a, **k))
+    config = EvalConfig(model=None, baselines=("codec2:1200", "codec2:3200"), max_files=2, plots=0)
+    evaluate(workspace["refs"], tmp_path / "a", config)
+    assert len(calls) == 2 * (1 + 2)  # per file: the reference once, each system once
+    rep = evaluate(workspace["refs"], tmp_path / "b", replace(config, pitch=False))
+    assert len(calls) == 6 and all(r["voicing_f1"] is None for r in rep.rows)
+    assert _systems(rep.summary)["codec2:1200"]["metrics"]["pitch_rmse_cents"] == {"mean": None, "std": None, "n": 0}
 
 
 def test_manifest_input_without_model(workspace, tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from . import common
 
-HELP = "evaluate a model (PESQ, STOI, mel distance, SI-SDR, bitrate, code usage) against Opus/Codec 2/EnCodec"
+HELP = ("evaluate a model (PESQ, STOI, mel distance, SI-SDR, pitch, bitrate, code usage) "
+        "against Opus/Codec 2/EnCodec")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mel-spectrogram figures for the first N files (default 3; 0: no figures)")
     parser.add_argument("--sample-rate", type=int, default=None, metavar="HZ",
                         help="comparison rate with --no-model (default 16000); with a model its rate is used")
+    parser.add_argument("--no-pitch", action="store_true",
+                        help="skip the pitch metrics (voicing F1, pitch error in cents, GPE): pYIN is the slow part")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sample_rate is not None and not args.no_model:
         raise SimVQError("--sample-rate only applies with --no-model (metrics use the model's rate)")
     config = EvalConfig(model=None if args.no_model else args.model, baselines=specs, max_files=args.max_files,
-                        device=args.device, plots=args.plots, sample_rate=args.sample_rate)
+                        device=args.device, plots=args.plots, sample_rate=args.sample_rate,
+                        pitch=not args.no_pitch)
     tokenizer = None if args.no_model else common.load_tokenizer(args)
     progress = not args.quiet and sys.stderr.isatty()
     report = evaluate(args.reference, args.output, config, progress=progress, tokenizer=tokenizer)

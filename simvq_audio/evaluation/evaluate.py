@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .. import pitch as pitch_tracking
 from ..audio.io import find_audio_files, load_audio
 from ..errors import AudioError, SimVQError
 from ..fileio import atomic_write_text, check_not_input
@@ -35,7 +36,7 @@ from .plots import plot_code_usage, plot_mel_comparison
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("pesq_wb", "stoi", "mel_distance", "si_sdr")
+METRICS = ("pesq_wb", "stoi", "mel_distance", "si_sdr", *pitch_tracking.PITCH_METRIC_NAMES)  # pitch: empty if off
 CSV_COLUMNS = ("file", "system", "duration_s", *METRICS, "bitrate_nominal", "bitrate_actual", "delay_samples")
 SUMMARY_FORMAT = "simvq-audio-eval"
 SUMMARY_VERSION = 1
@@ -54,6 +55,9 @@ class EvalConfig:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``... for the model.
         plots: mel-spectrogram figures for the first ``plots`` files (0: none).
         sample_rate: comparison rate in Hz when there is no model (default 16000).
+        pitch: voicing F1, RMS pitch error (cents) and gross pitch error from pYIN F0 at 10 ms
+            (``simvq_audio.pitch``); about 0.1 s of CPU per second of audio and system, so it
+            can be turned off (the columns are then empty).
     """
 
     model: str | None = "default"
@@ -62,6 +66,7 @@ class EvalConfig:
     device: str = "auto"
     plots: int = 3
     sample_rate: int | None = None
+    pitch: bool = True
 
 
 @dataclass
@@ -160,11 +165,16 @@ class _ModelSystem:
         }
 
 
-def _row(file: str, system, ref: np.ndarray, audio: np.ndarray, rate: int, bits: int | None, delay: int) -> dict:
-    """One CSV row: ``audio`` (aligned, same length as ``ref``) scored against ``ref``."""
-    scores = compute_metrics(ref, audio, rate)
+def _row(file: str, system, ref: np.ndarray, audio: np.ndarray, rate: int, bits: int | None, delay: int,
+         ref_f0: np.ndarray | None) -> dict:
+    """One CSV row: ``audio`` (aligned, same length as ``ref``) scored against ``ref``.
+
+    ``ref_f0``: the reference's F0 track (``pitch.track_pitch``), or ``None`` for no pitch metrics.
+    """
+    scores = compute_metrics(ref, audio, rate, pitch=ref_f0 is not None, ref_f0=ref_f0)
     seconds = len(ref) / rate
-    return {"file": file, "system": system.name, "duration_s": seconds, **{m: float(scores[m]) for m in METRICS},
+    return {"file": file, "system": system.name, "duration_s": seconds,
+            **{m: float(scores[m]) if m in scores else None for m in METRICS},
             "bitrate_nominal": float(system.nominal_bitrate),
             "bitrate_actual": None if bits is None else bits / seconds, "delay_samples": delay}
 
@@ -257,6 +267,7 @@ def evaluate(reference: str | os.PathLike, output_dir: str | os.PathLike, config
             if ref is None:
                 continue
             name, outputs = _display_name(path, base), {}
+            ref_f0 = pitch_tracking.track_pitch(ref, rate) if config.pitch else None  # once per file
             for system in ([model] if model else []) + baselines:
                 if system is model:
                     run, delay = model.run(ref, rate), 0
@@ -264,7 +275,7 @@ def evaluate(reference: str | os.PathLike, output_dir: str | os.PathLike, config
                     run = cache.pop((system.spec, i), None) or run_baseline(system, ref, rate, workdir)
                     delay = delays[system.spec]
                 outputs[system.name] = shift(run.audio, delay, len(ref))
-                rows.append(_row(name, system, ref, outputs[system.name], rate, run.bits, delay))
+                rows.append(_row(name, system, ref, outputs[system.name], rate, run.bits, delay, ref_f0))
             if evaluated < config.plots:
                 png = plot_dir / f"mel_{evaluated:03d}_{Path(name).stem}.png"
                 plot_mel_comparison(png, ref, outputs, rate, title=name)
@@ -309,7 +320,10 @@ def _summary(reference, rate, evaluated, skipped, model, baselines, delays, unav
         "model_id": model.tokenizer.model_id if model is not None else None,
         "model": model.describe() if model is not None else None,
         "metrics": {"pesq_wb": "wideband PESQ at 16 kHz", "stoi": "STOI", "mel_distance": "log-mel L1",
-                    "si_sdr": "SI-SDR (dB)", "bitrate_actual": "bits/s from the encoded size"},
+                    "si_sdr": "SI-SDR (dB)", "voicing_f1": "F1 of voiced frames (pYIN, 10 ms) vs the reference's",
+                    "pitch_rmse_cents": "RMS F0 error (cents) over frames voiced in both",
+                    "gross_pitch_error": "share of frames voiced in both with F0 error > 100 cents",
+                    "bitrate_actual": "bits/s from the encoded size"},
         "systems": systems,
     }
 
@@ -341,7 +355,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 def format_table(summary: dict) -> str:
     """The console table: one row per system (means), then one line per unavailable system."""
-    head = ("system", "kbps", "n", "PESQ-WB", "STOI", "mel", "SI-SDR", "util", "ppl")
+    head = ("system", "kbps", "n", "PESQ-WB", "STOI", "mel", "SI-SDR", "V-F1", "cents", "GPE", "util", "ppl")
     lines, notes = [], []
     for s in summary["systems"]:
         if not s["available"]:
@@ -349,8 +363,9 @@ def format_table(summary: dict) -> str:
             continue
         means = {k: v["mean"] for k, v in s["metrics"].items()}
         means.update(util=s.get("codebook_utilisation"), ppl=s.get("perplexity"))
-        cells = [_fmt(means[k], d) for k, d in (("pesq_wb", 3), ("stoi", 3), ("mel_distance", 3), ("si_sdr", 2),
-                                               ("util", 3), ("ppl", 1))]
+        cells = [_fmt(means.get(k), d) for k, d in (("pesq_wb", 3), ("stoi", 3), ("mel_distance", 3), ("si_sdr", 2),
+                                                   ("voicing_f1", 3), ("pitch_rmse_cents", 1),
+                                                   ("gross_pitch_error", 3), ("util", 3), ("ppl", 1))]
         lines.append((s["name"], f"{s['bitrate_nominal'] / 1000:.2f}", str(s["n"]), *cells))
     widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
     text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
