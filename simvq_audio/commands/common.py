@@ -22,7 +22,9 @@ from ..errors import SimVQError
 def add_model_arguments(parser: argparse.ArgumentParser, chunking: bool = True) -> None:
     """``--model``, ``--device``, ``--batch-size`` and (optionally) ``--chunk-seconds``."""
     parser.add_argument("--model", default="default", metavar="DIR",
-                        help="model folder, or the name of a built-in model (default: default)")
+                        help="model folder, the name of a built-in model, or a Hugging Face Hub repo id "
+                             "org/name (fetched into the Hub's cache; HF_HUB_OFFLINE=1 reads only the cache) "
+                             "(default: default)")
     parser.add_argument("--device", default="auto", metavar="DEVICE", help="auto (CUDA if available, the default), cpu, cuda, cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N",
                         help="files (or windows of long files) per batch (default 8); on a CPU the encoder "

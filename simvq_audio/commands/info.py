@@ -12,7 +12,8 @@ HELP = ("show a .svqt token file's header (after checking the whole file: payloa
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="FILE_OR_MODEL_DIR",
-                        help="a .svqt token file, a model folder, or a built-in model name (e.g. default)")
+                        help="a .svqt token file, a model folder, a built-in model name (e.g. default), or a Hugging Face "
+                             "Hub repo id org/name")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -67,9 +68,12 @@ def model_info(name_or_dir: str) -> dict:
 
 
 def _is_model(text: str) -> bool:
-    from ..models.pretrained import BUILTIN_MODELS, resolve_model_dir
+    from ..models.pretrained import BUILTIN_MODELS, is_hub_repo_id
 
-    return text in BUILTIN_MODELS or resolve_model_dir(text).is_dir()
+    path = Path(text)
+    # A missing "dir/file.svqt" has the form of a Hub repo id too; it is a token file that is not there.
+    hub_name = not path.exists() and is_hub_repo_id(text) and path.suffix.lower() != ".svqt"
+    return text in BUILTIN_MODELS or path.is_dir() or hub_name
 
 
 def format_info(info: dict) -> str:

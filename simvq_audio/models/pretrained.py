@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -42,11 +43,76 @@ def builtin_model_dir(name: str) -> Path:
 
 
 def resolve_model_dir(path_or_name: str | os.PathLike) -> Path:
-    """A model folder from a path, or from the name of a built-in model such as ``"default"``."""
+    """A model folder from a path, the name of a built-in model such as ``"default"``, or a Hub repo id.
+
+    An existing folder always wins. A name of the form ``org/name`` that is not a folder is a Hugging
+    Face Hub model repository: its ``config.json`` and ``model.safetensors`` are fetched into (or, with
+    ``HF_HUB_OFFLINE=1``, only read from) the Hub's cache, and the cached snapshot folder is returned.
+    """
     text = os.fspath(path_or_name)
     if text in BUILTIN_MODELS and not Path(text).exists():
         return builtin_model_dir(text)
+    if not Path(text).exists() and is_hub_repo_id(text):
+        return hub_model_dir(text)
     return Path(text)
+
+
+def is_hub_repo_id(text: str) -> bool:
+    """Whether ``text`` has the form of a Hugging Face Hub repository id, ``org/name``."""
+    return (re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", text) is not None
+            and ".." not in text and "--" not in text and not text.endswith(".git") and len(text) <= 96)
+
+
+def hub_model_dir(repo_id: str) -> Path:
+    """The cached snapshot folder of Hub repository ``repo_id``, downloading its two model files if needed.
+
+    Honours the Hub's environment (``HF_HUB_OFFLINE``, ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_TOKEN``);
+    every failure is a one-line ``ModelLoadError`` naming the repository and the problem.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise ModelLoadError(f"{repo_id}: not a folder, and loading it from the Hugging Face Hub needs "
+                             f"huggingface_hub (pip install huggingface_hub): {exc}") from exc
+    try:
+        path = snapshot_download(repo_id, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
+    except Exception as exc:  # the Hub raises many types (HTTP, offline, validation); all become one line
+        raise ModelLoadError(f"{repo_id}: not a folder, and {_hub_problem(exc)}") from exc
+    return Path(path)
+
+
+def _hub_problem(exc: Exception) -> str:
+    """One line saying why a Hub repository could not be fetched."""
+    from huggingface_hub import errors
+
+    def first_line(e: BaseException) -> str:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        return lines[0] if lines else type(e).__name__
+
+    if isinstance(exc, errors.GatedRepoError):
+        return f"the Hugging Face Hub repository is gated; accept its terms and log in (hf auth login): {first_line(exc)}"
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return "no such Hugging Face Hub model repository (or it is private: log in with hf auth login)"
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return f"the Hugging Face Hub repository has no such revision: {first_line(exc)}"
+    if isinstance(exc, errors.LocalEntryNotFoundError):
+        if _hub_offline():
+            return ("it is not in the Hugging Face Hub cache and HF_HUB_OFFLINE is set "
+                    "(download it once online, or unset HF_HUB_OFFLINE)")
+        cause = exc.__cause__ or exc
+        return f"the Hugging Face Hub cannot be reached and it is not in the cache ({type(cause).__name__}: {first_line(cause)})"
+    if isinstance(exc, errors.HfHubHTTPError):
+        return f"the Hugging Face Hub answered with an error: {first_line(exc)}"
+    return f"it cannot be fetched from the Hugging Face Hub: {type(exc).__name__}: {first_line(exc)}"
+
+
+def _hub_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except (ImportError, AttributeError):
+        return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _canonical_config(config: CodecConfig) -> str:
