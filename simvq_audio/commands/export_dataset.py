@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--shard-size", type=int, default=None, metavar="N", help="N utterances per shard instead")
     group.add_argument("--shard-frames", type=int, default=None, metavar="N",
                        help="about N frames per shard instead (estimated from durations)")
+    parser.add_argument("--format", choices=("bin", "parquet"), default="bin",
+                        help="bin (default): memory-mapped .bin + .jsonl shards for TokenDataset; parquet: also "
+                             "shard-NNNNN.parquet per shard, read by datasets.load_dataset('parquet') or pyarrow "
+                             "(needs pyarrow)")
     add_model_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -80,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
     from ..export.exporter import export_corpus, read_failures
     from ..export.plan import ModelInfo, list_inputs, plan_shards
 
+    parquet = getattr(args, "format", "bin") == "parquet"
+    if parquet:
+        from ..export.parquet import check_pyarrow
+
+        check_pyarrow()  # before hours of encoding, not after
     state = _distributed_state(str(args.device))
     if state is not None and args.device == "auto":
         args = argparse.Namespace(**{**vars(args), "device": str(state.device)})  # this process's GPU
@@ -98,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
                                  on_failure=on_failure, progress=is_main and not args.quiet and sys.stderr.isatty())
     if meta is None:  # not the main process: only answer for our own shards
         return 1 if report.failures else 0
+    if parquet:
+        from ..export.parquet import write_parquet
+
+        write_parquet(args.output, manifest=None if args.input.is_dir() else args.input)
     hours = f"{meta.duration / 3600:.2f} h" if meta.duration >= 360 else f"{meta.duration:.1f} s"
     print(f"{args.output}: {meta.n_utterances} utterances, {meta.n_frames} frames ({hours}) "
           f"in {len(meta.shards)} shards; {len(report.encoded)} shards encoded, {len(report.skipped)} already done "

@@ -1,7 +1,8 @@
 """Export a corpus as sharded, memory-mappable token files for speech language models.
 
 ``format`` defines the files, ``plan`` which utterances go to which shard, ``exporter`` the
-encoding (one process's share) and the finalisation. Read the result with
+encoding (one process's share) and the finalisation, ``parquet`` copies of the
+finished shards for ``datasets``/pyarrow. Read the result with
 ``simvq_audio.data.TokenDataset``. ``python -m simvq_audio.export`` (or ``accelerate launch -m
 simvq_audio.export``) runs the ``export-dataset`` command. Names load on first use.
 """
@@ -24,6 +25,7 @@ _EXPORTS = {
     "export_shards": "exporter",
     "finalize_export": "exporter",
     "export_corpus": "exporter",
+    "write_parquet": "parquet",
 }
 
 __all__ = sorted(_EXPORTS)
