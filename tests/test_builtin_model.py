@@ -45,8 +45,38 @@ def test_example_round_trip_is_intelligible(tok):
     out = audio[0].numpy()
     assert np.isfinite(out).all()
     # Tokens carry the speech: far closer to the input than the same output half a second off.
-    # The floor is the shipped model's level (STOI 0.74 on this clip), not the quality target.
+    # The floor is near the shipped model's level (STOI 0.76 on this clip), not the quality target.
     score = stoi(wav, out, rate)
-    assert score > 0.68
+    assert score > 0.7
     assert score > stoi(wav, np.roll(out, rate // 2), rate) + 0.2
     assert len(np.unique(codes.numpy())) > 100  # many codes in use, not a collapsed codebook
+
+
+def test_recipe_describes_the_shipped_model():
+    """recipes/default-16k continues the shipped model: training.init_from=default needs equal architectures."""
+    from simvq_audio.training.config import load_config
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "default-16k" / "config.yaml"
+    cfg = load_config(recipe, ["data.train_manifest=unused.jsonl"])
+    assert cfg.model == SimVQCodec.from_pretrained("default").config
+
+
+def test_shipped_model_carries_the_pitch(tok):
+    """v2's promise: the codes hold the speaker's pitch and the decoded audio is voiced at it."""
+    from simvq_audio.losses.pitch import yin
+    from simvq_audio.pitch import pitch_metrics, track_pitch
+
+    model = SimVQCodec.from_pretrained("default")
+    wav, rate = sf.read(EXAMPLE, dtype="float32")
+    x = torch.from_numpy(wav)[None, None]
+    codes = model.encode(x)
+    f0, prob = model.predict_pitch(codes)
+    ref, voiced = yin(x[:, 0], rate, model.hop_length)
+    both = voiced[0] & (prob[0] > 0.5)
+    assert both.sum() > 0.8 * voiced[0].sum()
+    cents = 1200 * torch.log2(f0[0][both] / ref[0][both]).abs()
+    assert float(cents.median()) < 80  # 40 cents for the shipped v2
+    out = model.decode(codes, len(wav))[0, 0].numpy()
+    scores = pitch_metrics(track_pitch(wav, rate), track_pitch(out, rate))
+    # v1 decoded to unvoiced audio (voicing F1 0.02 on this clip); v2: F1 0.89, gross pitch error 0.09
+    assert scores["voicing_f1"] > 0.75 and scores["gross_pitch_error"] < 0.2
