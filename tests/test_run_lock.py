@@ -67,7 +67,7 @@ def test_other_ranks_of_a_multi_process_run_do_not_lock(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     with run_lock([run_dir]):
         monkeypatch.setenv("RANK", "1")
-        assert main(["train", "--config", str(TINY), f"logging.dir={run_dir}"]) == 0
+        assert main(["train", "--config", str(TINY), f"logging.dir={run_dir}", *no_data(tmp_path)]) == 0
     assert len(seen) == 1
 
 
