@@ -67,7 +67,10 @@ def test_mrd_structure_random_lengths(length: int) -> None:
     for n_fft, hop, fmap in zip((128, 64), (32, 16), fmaps, strict=True):
         bins = n_fft // 2 + 1
         assert fmap[0].shape[1:] == (3, length // hop + 1, bins)  # [B, C, frames, freq]
-        assert fmap[-1].shape[-1] == -(-(-(-(-(-bins // 2)) // 2)) // 2)  # three stride-2 layers
+        after = bins
+        for _ in range(3):  # three stride-2 layers along frequency
+            after = (after + 1) // 2
+        assert fmap[-1].shape[-1] == after
 
 
 def test_mrd_sees_harmonics_that_mel_bands_blur() -> None:

@@ -107,7 +107,7 @@ def test_source_filter_codec_keeps_lengths_and_batch_equals_single():
     lengths = [3000, 16000, 801]
     gen = torch.Generator().manual_seed(5)
     items = [tone(float(f), n / SR)[None, None] * 0.3 + 0.01 * torch.randn(1, 1, n, generator=gen)
-             for f, n in zip((120, 230, 90), lengths)]
+             for f, n in zip((120, 230, 90), lengths, strict=True)]
     batch = torch.zeros(3, 1, max(lengths))
     for i, x in enumerate(items):
         batch[i, :, : x.shape[-1]] = x

@@ -5,8 +5,8 @@ tensors (one per sub-discriminator) and a list of lists of feature maps.
 """
 
 from .combined import CombinedDiscriminator, DiscriminatorConfig, build_discriminator
-from .mrd import MultiResolutionDiscriminator, ResolutionDiscriminator
 from .mpd import MultiPeriodDiscriminator, PeriodDiscriminator
+from .mrd import MultiResolutionDiscriminator, ResolutionDiscriminator
 from .msstft import MultiScaleSTFTDiscriminator, STFTDiscriminator
 
 __all__ = [

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
 from ..modules.conv import pad1d
+from .layers import conv_stack, run_members
 
 # HiFi-GAN widths (32, 128, 512, 1024, 1024) as multiples of ``channels``.
 _WIDTH_MULTIPLIERS = (1, 4, 16, 32, 32)
@@ -65,11 +65,7 @@ class PeriodDiscriminator(nn.Module):
         if n % p:
             wav = pad1d(wav, (0, p - n % p), mode="reflect")
         x = wav.view(wav.shape[0], 1, wav.shape[-1] // p, p)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.negative_slope)
-            fmaps.append(x)
-        return self.conv_post(x), fmaps
+        return conv_stack(self.convs, self.conv_post, x, self.negative_slope)
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -98,9 +94,4 @@ class MultiPeriodDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         _check_wav(wav, "MultiPeriodDiscriminator")
-        logits, fmaps = [], []
-        for disc in self.discriminators:
-            logit, fmap = disc(wav)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
+        return run_members(self.discriminators, wav)

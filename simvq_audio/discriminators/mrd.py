@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
+from .layers import conv_stack, run_members
 from .mpd import _check_wav
 
 # Magnitudes are compressed as |X| ** 0.3 (as in speech enhancement): quiet harmonics
@@ -57,11 +57,7 @@ class ResolutionDiscriminator(nn.Module):
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         _check_wav(wav, "ResolutionDiscriminator")
         x = self.spectrogram(wav).to(self.conv_post.weight.dtype)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.negative_slope)
-            fmaps.append(x)
-        return self.conv_post(x), fmaps
+        return conv_stack(self.convs, self.conv_post, x, self.negative_slope)
 
 
 class MultiResolutionDiscriminator(nn.Module):
@@ -82,9 +78,4 @@ class MultiResolutionDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         _check_wav(wav, "MultiResolutionDiscriminator")
-        logits, fmaps = [], []
-        for disc in self.discriminators:
-            logit, fmap = disc(wav)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
+        return run_members(self.discriminators, wav)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
+from .layers import conv_stack, run_members
 from .mpd import _check_wav
 
 
@@ -90,11 +91,7 @@ class STFTDiscriminator(nn.Module):
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         _check_wav(wav, "STFTDiscriminator")
         x = self.spectrogram(wav)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.negative_slope)
-            fmaps.append(x)
-        return self.conv_post(x), fmaps
+        return conv_stack(self.convs, self.conv_post, x, self.negative_slope)
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
@@ -126,9 +123,4 @@ class MultiScaleSTFTDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         _check_wav(wav, "MultiScaleSTFTDiscriminator")
-        logits, fmaps = [], []
-        for disc in self.discriminators:
-            logit, fmap = disc(wav)
-            logits.append(logit)
-            fmaps.append(fmap)
-        return logits, fmaps
+        return run_members(self.discriminators, wav)

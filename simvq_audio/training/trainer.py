@@ -41,7 +41,6 @@ from .tracking import MeanWindow, RunLogger, peak_memory_mb
 from .validation import Validator, validation_files
 from .warm_start import warm_start
 
-
 # Creating this file in a run folder stops the run after the current optimiser step, with a
 # checkpoint: how a time-limited session ends training cleanly (``touch RUN/STOP``).
 STOP_FILE = "STOP"

@@ -16,7 +16,7 @@ from ..configs import to_dict
 from ..models.codec import SimVQCodec
 from ..models.pretrained import load_pretrained, resolve_model_dir
 from .checkpoint import CheckpointError
-from .parts import PART_CONFIG_KEYS, PARTS, part_modules
+from .parts import PART_CONFIG_KEYS, part_modules
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
