@@ -257,3 +257,12 @@ def test_codebook_stats_and_column_stats():
     assert stats["codebook_utilisation"] == 0.75 and stats["perplexity"] == pytest.approx(3.0)
     assert column_stats([1.0, float("nan"), 3.0]) == {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "n": 2}
     assert column_stats([float("nan")]) == {"mean": None, "std": None, "n": 0}
+
+
+def test_max_files_spreads_over_the_list():
+    from simvq_audio.evaluation.evaluate import spread
+
+    items = list(range(10))
+    assert spread(items, 3) == [0, 3, 6] and spread(items, 1) == [0]
+    assert spread(items, 10) == items and spread(items, 20) == items
+    assert len(set(spread(list(range(92)), 12))) == 12

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add a baseline: opus:6k, codec2:1200, codec2:3200, encodec:1.5 (repeatable)")
     parser.add_argument("-o", "--output", type=Path, default=Path("eval-results"),
                         help="output folder (default: eval-results/)")
-    parser.add_argument("--max-files", type=int, default=None, metavar="N", help="evaluate the first N files only")
+    parser.add_argument("--max-files", type=int, default=None, metavar="N", help="evaluate N files only, spread evenly over the sorted list")
     parser.add_argument("--plots", type=int, default=3, metavar="N",
                         help="mel-spectrogram figures for the first N files (default 3; 0: no figures)")
     parser.add_argument("--sample-rate", type=int, default=None, metavar="HZ",

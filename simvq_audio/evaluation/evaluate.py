@@ -51,7 +51,8 @@ class EvalConfig:
     Attributes:
         model: model folder or built-in name; ``None`` evaluates baselines only.
         baselines: specs such as ``("opus:6k", "codec2:1200")`` (see ``baselines.parse_baseline``).
-        max_files: evaluate only the first ``max_files`` references (sorted order / manifest order).
+        max_files: evaluate only ``max_files`` references, spread evenly over the sorted (or
+            manifest) order, so a subset spans the speakers instead of taking the first one's files.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``... for the model.
         plots: mel-spectrogram figures for the first ``plots`` files (0: none).
         sample_rate: comparison rate in Hz when there is no model (default 16000).
@@ -78,6 +79,13 @@ class EvalReport:
     csv_path: Path
     summary_path: Path
     plot_paths: list[Path] = field(default_factory=list)
+
+
+def spread(items: list, n: int) -> list:
+    """``n`` items evenly spaced over ``items`` (all of them when ``n >= len(items)``), in order."""
+    if n >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // n] for i in range(n)]
 
 
 def reference_files(reference: str | os.PathLike) -> tuple[list[Path], Path]:
@@ -240,7 +248,7 @@ def evaluate(reference: str | os.PathLike, output_dir: str | os.PathLike, config
     if out.exists() and not out.is_dir():
         raise SimVQError(f"{out}: output path exists and is not a folder")
     files, base = reference_files(reference)
-    files = files[: config.max_files] if config.max_files is not None else files
+    files = spread(files, config.max_files) if config.max_files is not None else files
     baselines, unavailable = _check_baselines(tuple(config.baselines))
     model = _ModelSystem(config.model, config.device, tokenizer) if config.model is not None else None
     if model is not None and config.sample_rate not in (None, model.tokenizer.sample_rate):
