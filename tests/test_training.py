@@ -276,6 +276,11 @@ def test_stop_file_ends_the_run_with_a_checkpoint(tmp_path):
     assert trainer.state.step == 2  # checked after each optimiser step
     assert [c.name for c in list_checkpoints(tmp_path / "checkpoints")] == ["step-00000002"]
     assert not (tmp_path / STOP_FILE).exists()
+    # the loop's own state is JSON (no pickle of ours): step, guard, schedules, EMA counter
+    ckpt = tmp_path / "checkpoints" / "step-00000002"
+    loop = json.loads((ckpt / "loop_state.json").read_text())
+    assert loop["state"]["step"] == 2 and loop["ema"]["num_updates"] == 2
+    assert not list(ckpt.glob("custom_checkpoint_*.pkl"))
 
 
 def test_cli_train_and_export(tmp_path, capsys):

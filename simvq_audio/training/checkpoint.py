@@ -4,19 +4,20 @@ Layout of ``<checkpoint dir>/step-00001000/``:
 
 * Accelerate's state: ``model.safetensors`` (generator), ``model_1.safetensors``
   (discriminator), ``optimizer.bin``, ``optimizer_1.bin``, ``random_states_<rank>.pkl``,
-  ``scaler.pt`` (fp16), ``custom_checkpoint_<i>.pkl`` (registered objects: the
-  ``TrainState``, the EMA, the non-finite guard, the two LR schedulers);
+  ``scaler.pt`` (fp16);
+* ``loop_state.json``: the ``TrainState``, the non-finite guard, the two LR schedules and the
+  EMA's update count, as plain JSON (the trainer writes and reads it; no pickle of ours);
 * ``ema/``: the EMA generator as a release model (``SimVQCodec.save_pretrained``), which
-  ``simvq-audio export`` converts without needing Accelerate;
+  ``simvq-audio export`` converts without needing Accelerate, and which resuming reads back;
 * ``train_config.yaml`` and ``trainer_state.json`` (human-readable step/epoch).
 
 Each checkpoint is written to a hidden temporary folder and renamed when complete, so
 a crash mid-save never leaves a half checkpoint that ``resume: auto`` would pick.
 
-Accelerate reloads ``custom_checkpoint_<i>.pkl`` with a full unpickler (``weights_only=False``), which
-runs whatever code a crafted file names. Everything we register stores plain values and tensors, so
-``resolve_resume`` first reads those files with the restricted unpickler (the one Accelerate uses for
-all its other files) and refuses a checkpoint that needs more: resuming never runs foreign code.
+Accelerate reloads ``custom_checkpoint_<i>.pkl`` (objects registered for checkpointing) with a full
+unpickler (``weights_only=False``), which runs whatever code a crafted file names. We register nothing,
+so our checkpoints have none; a folder that has them (an older checkpoint, or a crafted one) is first
+read with the restricted unpickler by ``resolve_resume`` and refused if it needs more than plain values.
 """
 
 from __future__ import annotations

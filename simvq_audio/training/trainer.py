@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from ..configs import to_dict
@@ -41,6 +43,8 @@ from .tracking import MeanWindow, RunLogger, peak_memory_mb
 from .validation import Validator, validation_files
 from .warm_start import warm_start
 
+# The training loop's own state in a checkpoint folder (plain JSON, no pickle).
+LOOP_STATE = "loop_state.json"
 # Creating this file in a run folder stops the run after the current optimiser step, with a
 # checkpoint: how a time-limited session ends training cleanly (``touch RUN/STOP``).
 STOP_FILE = "STOP"
@@ -110,7 +114,8 @@ class Trainer:
         self.objective = CodecObjective(cfg.loss, cfg.model.sample_rate, cfg.model.seanet.hop_length).to(acc.device)
         self.state = TrainState()
         self.guard = NonFiniteGuard(cfg.training.nonfinite_patience)
-        acc.register_for_checkpointing(self.state, self.ema, self.guard, self.g_sched, self.d_sched)
+        # The loop's own state (step and data position, EMA counters, guard, schedules) is written by
+        # save() as JSON, and the EMA weights as the checkpoint's ema/ model: nothing we own is pickled.
         reduce = lambda t: acc.reduce(t, reduction="sum")  # noqa: E731
         self.trackers = [CodeUsageTracker(cfg.model.quantizer.codebook_size, reduce_fn=reduce)
                          for _ in range(cfg.model.quantizer.n_q)]
@@ -137,16 +142,37 @@ class Trainer:
                 raise CheckpointError(
                     f"{path}: cannot resume from this checkpoint ({exc}); its train_config.yaml shows the "
                     f"settings it was made with, or start afresh with checkpoint.resume=none") from exc
+            self._load_loop_state(path)
             self.last_checkpoint_step = self.state.step
             self.accelerator.print(f"resumed from {path} at step {self.state.step}")
         self.resumed_from = path
         return path
+
+    def _load_loop_state(self, path: Path) -> None:
+        """Restore what ``save`` wrote beside Accelerate's state: JSON and the ema/ model's safetensors."""
+        try:
+            loop = json.loads((path / LOOP_STATE).read_text())
+            self.state.load_state_dict(loop["state"])
+            self.guard.load_state_dict(loop["guard"])
+            self.g_sched.load_state_dict(loop["generator_schedule"])
+            self.d_sched.load_state_dict(loop["discriminator_schedule"])
+            ema = {k: v.to(self.accelerator.device) for k, v in load_file(str(path / EMA_DIR / "model.safetensors")).items()}
+            self.ema.load_state_dict({"num_updates": loop["ema"]["num_updates"], "model": ema})
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: cannot read its loop state ({LOOP_STATE}, {EMA_DIR}/): {exc}; a "
+                                  f"checkpoint from before this format cannot be resumed, start from its ema/ "
+                                  f"model with training.init_from") from exc
 
     def save(self) -> Path:
         """Checkpoint now (all processes must call it)."""
         def write_extra(folder: Path) -> None:
             self.ema.model.save_pretrained(folder / EMA_DIR)
             (folder / CONFIG_NAME).write_text(config_to_yaml(self.cfg))
+            loop = {"state": self.state.state_dict(), "guard": self.guard.state_dict(),
+                    "ema": {"num_updates": self.ema.num_updates},
+                    "generator_schedule": self.g_sched.state_dict(),
+                    "discriminator_schedule": self.d_sched.state_dict()}
+            (folder / LOOP_STATE).write_text(json.dumps(loop, indent=1))
 
         path = save_checkpoint(self.accelerator, self.cfg.checkpoint_dir, self.state, self.cfg.checkpoint.keep_last,
                                write_extra)
