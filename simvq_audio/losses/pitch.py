@@ -24,6 +24,11 @@ from torch.nn import functional as F
 F0_REFERENCE_HZ = 100.0  # log-F0 targets are octaves above this
 
 
+def octaves(f0: torch.Tensor) -> torch.Tensor:
+    """F0 in Hz -> log2(F0 / 100 Hz), the pitch head's and the pitch features' unit (0 Hz is taken as 1 Hz)."""
+    return torch.log2(f0.clamp(min=1.0) / F0_REFERENCE_HZ)
+
+
 @torch.no_grad()
 def yin(wav: torch.Tensor, sample_rate: int, hop_length: int, fmin: float = 60.0, fmax: float = 500.0,
         threshold: float = 0.15, silence_db: float = -40.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +106,10 @@ class PitchLoss(nn.Module):
         super().__init__()
         self.sample_rate, self.hop_length = sample_rate, hop_length
 
-    def forward(self, pred: torch.Tensor, wav: torch.Tensor, frame_mask: torch.Tensor | None = None):
-        f0, voiced = yin(wav, self.sample_rate, self.hop_length)
+    def forward(self, pred: torch.Tensor, wav: torch.Tensor, frame_mask: torch.Tensor | None = None,
+                targets: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """``targets``: YIN's ``(f0, voiced)`` of ``wav`` when already computed (the codec's forward does)."""
+        f0, voiced = targets if targets is not None else yin(wav, self.sample_rate, self.hop_length)
         if pred.shape[0] != f0.shape[0] or pred.shape[-1] != f0.shape[-1] or pred.shape[1] != 2:
             raise ValueError(f"pitch head output {tuple(pred.shape)} does not match [B, 2, T] = "
                              f"[{f0.shape[0]}, 2, {f0.shape[-1]}]")
@@ -112,8 +119,7 @@ class PitchLoss(nn.Module):
         bce = F.binary_cross_entropy_with_logits(pred[:, 0], target, reduction="none")
         bce = (bce * valid).sum() / valid.sum().clamp(min=1)
         on = voiced & valid
-        octaves = torch.log2(f0.clamp(min=1.0) / F0_REFERENCE_HZ)
-        l1 = ((pred[:, 1] - octaves).abs() * on).sum() / on.sum().clamp(min=1)
+        l1 = ((pred[:, 1] - octaves(f0)).abs() * on).sum() / on.sum().clamp(min=1)
         logs = {"loss/pitch_voicing": bce.detach(), "loss/pitch_octaves": l1.detach(),
                 "pitch/voiced_share": (on.sum() / valid.sum().clamp(min=1)).detach().float()}
         return bce + l1, logs

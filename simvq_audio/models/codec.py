@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..losses.pitch import F0_REFERENCE_HZ, yin
+from ..losses.pitch import octaves, yin
+from ..modules.conv import frame_mask
 from ..modules.excitation import harmonic_excitation
 from ..modules.harmonic import HarmonicBranch
 from ..modules.pitch_head import PitchHead
@@ -67,6 +68,8 @@ class CodecOutput:
         frame_mask: ``[B, T]`` true for each item's real frames when ``lengths`` was given, else ``None``.
         pitch: ``[B, 2, T]`` the pitch head's output (voicing logit, log2(F0 / 100 Hz)), when the
             codec has one (``CodecConfig.pitch_head``), else ``None``.
+        input_pitch: YIN's ``(f0 [B, T] Hz, voiced [B, T])`` of the input, when the codec computed it
+            (pitch features or harmonics), so the pitch loss need not run YIN again.
     """
 
     audio: torch.Tensor
@@ -77,6 +80,7 @@ class CodecOutput:
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     frame_mask: torch.Tensor | None = None
     pitch: torch.Tensor | None = None
+    input_pitch: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class SimVQCodec(nn.Module):
@@ -190,6 +194,10 @@ class SimVQCodec(nn.Module):
         return lengths
 
     # -- model -----------------------------------------------------------------------------
+    @property
+    def _needs_sines(self) -> bool:
+        return bool(self.config.excitation_harmonics or self.config.harmonic_branch)
+
     def _yin(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return yin(wav.mean(1), self.sample_rate, self.hop_length)
 
@@ -199,30 +207,32 @@ class SimVQCodec(nn.Module):
         if self.pitch_proj is not None:
             f0, voiced = pitch if pitch is not None else self._yin(wav)
             v = voiced.float()
-            feats = torch.stack([v, v * torch.log2(f0.clamp(min=1.0) / F0_REFERENCE_HZ)], 1)
+            feats = torch.stack([v, v * octaves(f0)], 1)
             z = z + self.pitch_proj(feats.to(z.dtype))
         return z
 
-    def _excitation(self, latent: torch.Tensor, frames: torch.Tensor | None,
-                    pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
-        """Unit sines at the F0's multiples ``[B, K, T * hop]`` for the decoder's excitation inputs and
-        the harmonic branch: from ``pitch`` (F0 Hz, voiced) when given, else the pitch head."""
-        n_harmonics = max(self.config.excitation_harmonics, self.config.harmonic_branch)
-        if not n_harmonics:
+    def _head(self, latent: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor | None:
+        """The pitch head on ``latent``; past an item's frames it sees zeros, as the item alone does."""
+        if self.pitch_head is None:
             return None
-        if pitch is None:
-            if frames is not None:  # the head's convolution must see zeros past an item, as alone
-                latent = latent * (torch.arange(latent.shape[-1], device=latent.device)[None, :]
-                                   < frames.to(latent.device)[:, None]).unsqueeze(1).to(latent.dtype)
-            f0, prob = PitchHead.to_hz(self.pitch_head(latent).detach())
-            pitch = (f0, prob > 0.5)
-        f0, voiced = pitch
-        return harmonic_excitation(f0, voiced.float(), self.hop_length, self.sample_rate,
-                                   n_harmonics, frames).to(latent.dtype)
+        mask = frame_mask(frames, latent.shape[-1], latent.device)
+        return self.pitch_head(latent if mask is None else latent * mask.to(latent.dtype))
 
     def _decode_latent(self, latent: torch.Tensor, frames: torch.Tensor | None,
-                       pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        sines = self._excitation(latent, frames, pitch)
+                       pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       head: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents -> audio. The sines at the F0's multiples (decoder excitation, harmonic branch) follow
+        ``pitch`` (F0 Hz, voiced) when given (teacher forcing), else the pitch head's output ``head``
+        (computed here when not given)."""
+        sines = None
+        if self._needs_sines:
+            if pitch is None:
+                head = self._head(latent, frames) if head is None else head
+                f0, prob = PitchHead.to_hz(head.detach())
+                pitch = (f0, prob > 0.5)
+            n_harmonics = max(self.config.excitation_harmonics, self.config.harmonic_branch)
+            sines = harmonic_excitation(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
+                                        n_harmonics, frames).to(latent.dtype)
         k = self.config.excitation_harmonics
         audio = self.decoder(latent, frames, sines[:, :k]) if k else self.decoder(latent, frames)
         if self.harmonic is not None:
@@ -237,17 +247,16 @@ class SimVQCodec(nn.Module):
         # YIN's pitch of the input feeds the encoder's pitch features and, in training, the
         # decoder's excitation (teacher forcing); outside training the decoder reads the F0 off
         # the codes through the pitch head, as decode() does.
-        pitch = self._yin(wav) if (self.pitch_proj is not None or self.config.excitation_harmonics) else None
+        pitch = self._yin(wav) if (self.pitch_proj is not None or self._needs_sines) else None
         z = self._latents(wav, lengths, pitch)
         frames = None if lengths is None else torch.div(lengths + self.hop_length - 1, self.hop_length,
                                                          rounding_mode="floor")
-        mask = None
-        if frames is not None:
-            mask = torch.arange(z.shape[-1])[None, :] < frames[:, None]
-            mask = mask.to(z.device)
+        valid = frame_mask(frames, z.shape[-1], z.device)
+        mask = None if valid is None else valid[:, 0].bool()
         q = self.quantizer(z, mask=mask, n_q=n_q)
         latent = self.out_proj(q.quantized)
-        audio = self._decode_latent(latent, frames, pitch if self.training else None)[..., :n]
+        head = self._head(latent, frames)
+        audio = self._decode_latent(latent, frames, pitch if self.training else None, head)[..., :n]
         return CodecOutput(
             audio=audio,
             codes=q.codes,
@@ -256,7 +265,8 @@ class SimVQCodec(nn.Module):
             quantizer_loss=q.loss,
             metrics=q.metrics,
             frame_mask=mask,
-            pitch=None if self.pitch_head is None else self.pitch_head(latent),
+            pitch=head,
+            input_pitch=pitch,
         )
 
     @torch.no_grad()
@@ -282,7 +292,7 @@ class SimVQCodec(nn.Module):
             raise ValueError("this model has no pitch head (CodecConfig.pitch_head is false)")
         if codes.dim() != 3:
             raise ValueError(f"expected codes [B, n_q, T], got {tuple(codes.shape)}")
-        return PitchHead.to_hz(self.pitch_head(self.out_proj(self.quantizer.decode(codes.to(self.device)))))
+        return PitchHead.to_hz(self._head(self.out_proj(self.quantizer.decode(codes.to(self.device))), None))
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, length: int | None = None,

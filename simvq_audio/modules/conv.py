@@ -61,6 +61,13 @@ def unpad1d(x: torch.Tensor, paddings: tuple[int, int]) -> torch.Tensor:
     return x[..., left : x.shape[-1] - right]
 
 
+def frame_mask(lengths: torch.Tensor | None, t: int, device: torch.device) -> torch.Tensor | None:
+    """``[B, 1, T]`` float mask of valid frames (``None`` when ``lengths`` is ``None``)."""
+    if lengths is None:
+        return None
+    return (torch.arange(t, device=device)[None, :] < lengths.to(device)[:, None]).unsqueeze(1).float()
+
+
 class StreamableConv1d(nn.Module):
     """``Conv1d`` with padding owned by the module.
 
@@ -158,8 +165,7 @@ class StreamableConvTranspose1d(nn.Module):
         """``x [B, C, T]`` -> ``[B, C_out, T * stride]``; with ``lengths``, padding frames are zeroed
         first so that they cannot leak into the valid output of shorter items."""
         if lengths is not None and not bool((lengths == x.shape[-1]).all()):
-            valid = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
-            x = x * valid[:, None, :].to(x.dtype)
+            x = x * frame_mask(lengths, x.shape[-1], x.device).to(x.dtype)
         kernel_size = self.convtr.kernel_size[0]
         stride = self.convtr.stride[0]
         padding_total = kernel_size - stride

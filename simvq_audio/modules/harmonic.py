@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .excitation import hold_last_frame
+
 MAX_LOG_AMPLITUDE = 2.0
 INITIAL_LOG_AMPLITUDE = -9.0  # ~1e-4: a warm-started codec sounds as before at step 0
 
@@ -41,8 +43,6 @@ class HarmonicBranch(nn.Module):
                              f"[{b}, {self.n_harmonics}, {t * self.hop_length}], got {tuple(sines.shape)}")
         log_amp = self.amplitudes(latent).float().clamp(max=MAX_LOG_AMPLITUDE)
         if frame_lengths is not None:
-            last = (frame_lengths.to(latent.device).long() - 1).clamp(min=0)[:, None, None]
-            idx = torch.minimum(torch.arange(t, device=latent.device)[None, None, :], last)
-            log_amp = log_amp.gather(-1, idx.expand(b, self.n_harmonics, t))
+            log_amp = hold_last_frame(log_amp, frame_lengths)
         amp = F.interpolate(log_amp.exp(), scale_factor=self.hop_length, mode="linear", align_corners=False)
         return (amp * sines[:, : self.n_harmonics].float()).sum(1, keepdim=True).to(latent.dtype)

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .conv import frame_mask
+
 DECODER_KINDS = ("seanet", "vocos")
 
 
@@ -53,13 +55,6 @@ class DecoderConfig:
             raise ValueError(f"decoder kernel_size must be odd, got {self.kernel_size}")
         if self.n_fft % 2:
             raise ValueError(f"decoder n_fft must be even, got {self.n_fft}")
-
-
-def frame_mask(lengths: torch.Tensor | None, t: int, device: torch.device) -> torch.Tensor | None:
-    """``[B, 1, T]`` float mask of valid frames (``None`` when ``lengths`` is ``None``)."""
-    if lengths is None:
-        return None
-    return (torch.arange(t, device=device)[None, :] < lengths.to(device)[:, None]).unsqueeze(1).float()
 
 
 def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

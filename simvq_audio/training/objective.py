@@ -87,7 +87,7 @@ class CodecObjective(nn.Module):
         if self.pitch is not None:
             if out.pitch is None:
                 raise ValueError("loss.pitch > 0 needs a codec with a pitch head (model.pitch_head: true)")
-            pitch, pitch_logs = self.pitch(out.pitch, real, out.frame_mask)
+            pitch, pitch_logs = self.pitch(out.pitch, real, out.frame_mask, out.input_pitch)
             total = total + w.pitch * pitch
             logs.update(pitch_logs)
         if discriminator is not None:
