@@ -7,6 +7,7 @@ error that names the key's full path, and values are coerced to the field's type
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from typing import Any, TypeVar
@@ -123,3 +124,15 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def differences(a: dict, b: dict, labels: tuple[str, str] = ("a", "b"), prefix: str = "") -> list[str]:
+    """``"dotted.key: A (label a) vs B (label b)"`` for each key whose value differs between two nested mappings."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differences(va, vb, labels, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {json.dumps(va)} ({labels[0]}) vs {json.dumps(vb)} ({labels[1]})")
+    return out

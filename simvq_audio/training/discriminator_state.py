@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..configs import ConfigError, from_dict, to_dict
+from ..configs import ConfigError, differences, from_dict, to_dict
 from ..discriminators import DiscriminatorConfig, build_discriminator
 from .checkpoint import CONFIG_NAME, CheckpointError, find_checkpoint
 
@@ -81,8 +81,7 @@ def load_discriminator(discriminator: torch.nn.Module, config: DiscriminatorConf
     stored = read_discriminator_config(path)
     ours, theirs = _effective(config), _effective(stored)
     if ours != theirs:
-        keys = sorted(set(ours) | set(theirs))
-        diff = [f"{k}: {theirs.get(k)} (file) vs {ours.get(k)} (config)" for k in keys if ours.get(k) != theirs.get(k)]
+        diff = differences(theirs, ours, ("file", "config"))
         raise CheckpointError(f"{path}: discriminator config differs from discriminator.* of the config: "
                               f"{'; '.join(diff)}")
     tensors = load_file(str(path))

@@ -9,28 +9,13 @@ fine-tuned on new data. Resuming a checkpoint of the run itself takes precedence
 
 from __future__ import annotations
 
-import json
 import os
 
-from ..configs import to_dict
+from ..configs import differences, to_dict
 from ..models.codec import SimVQCodec
 from ..models.pretrained import load_pretrained, resolve_model_dir
 from .checkpoint import CheckpointError
 from .parts import PART_CONFIG_KEYS, part_modules
-
-
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested config mappings."""
-    keys = sorted(set(a) | set(b))
-    out = []
-    for key in keys:
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _differences(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key}: {json.dumps(va)} (model) vs {json.dumps(vb)} (config)")
-    return out
-
 
 # Submodules a part may have that the model it starts from lacks; they keep their own
 # (zero) initialisation: the decoder's excitation inputs.
@@ -52,7 +37,7 @@ def warm_start(generator: SimVQCodec, model_dir: str | os.PathLike, parts: tuple
     keys = None if not parts else {k for p in parts for k in PART_CONFIG_KEYS[p]}
     ours = {k: v for k, v in to_dict(generator.config).items() if k != "name" and (keys is None or k in keys)}
     theirs = {k: v for k, v in to_dict(source.config).items() if k != "name" and (keys is None or k in keys)}
-    diff = _differences(theirs, ours)
+    diff = differences(theirs, ours, ("model", "config"))
     if diff:
         what = "its architecture" if not parts else f"the architecture of its {', '.join(parts)}"
         raise CheckpointError(f"{resolve_model_dir(model_dir)}: cannot start from this model, {what} "
