@@ -255,6 +255,8 @@ def test_codebook_stats_and_column_stats():
     assert stats["codebook_utilisation_per_codebook"] == [0.5, 1.0]
     assert stats["perplexity_per_codebook"] == pytest.approx([2.0, 4.0])
     assert stats["codebook_utilisation"] == 0.75 and stats["perplexity"] == pytest.approx(3.0)
+    assert stats["dead_codes"] == 2 and stats["codes_used"] == 6
+    assert stats["uniform_ceiling"] == pytest.approx(1 - (0.75**8 + 0.75**4) / 2)
     assert column_stats([1.0, float("nan"), 3.0]) == {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "n": 2}
     assert column_stats([float("nan")]) == {"mean": None, "std": None, "n": 0}
 

@@ -390,6 +390,28 @@ def test_tracker_window_evicts_old_steps():
     assert t.total() == 0 and t.utilization() == 0.0 and t.n_updates == 5
 
 
+def test_tracker_dead_codes_and_uniform_ceiling():
+    t = CodeUsageTracker(4, window=2)
+    assert t.dead_codes(3) == 4 and t.uniform_ceiling() == 0.0
+    t.update(torch.tensor([0, 1]))
+    t.update(torch.tensor([1]))
+    t.update(torch.tensor([2]))
+    # last used: code 0 at update 1, code 1 at 2, code 2 at 3, code 3 never
+    assert [t.dead_codes(n) for n in (1, 2, 3, 10)] == [3, 2, 1, 1]
+    # the window holds updates 2 and 3: two frames of four codes
+    assert t.total() == 2 and t.uniform_ceiling() == pytest.approx(1 - 0.75**2)
+    resumed = CodeUsageTracker(4, window=2)
+    resumed.load_state_dict(t.state_dict())
+    for tracker in (t, resumed):
+        tracker.update(torch.tensor([3]))
+    assert resumed.dead_codes(2) == t.dead_codes(2) == 2
+    big = CodeUsageTracker(1000)
+    big.update(torch.zeros(3000, dtype=torch.long))
+    assert big.uniform_ceiling() == pytest.approx(0.95, abs=0.01)  # 3 K frames: 95% at best
+    with pytest.raises(ValueError):
+        t.dead_codes(0)
+
+
 def test_tracker_reduces_with_given_function_and_resumes():
     calls = []
 

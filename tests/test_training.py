@@ -113,6 +113,10 @@ def test_smoke_mel_falls(trained):
     assert sum(mel[-5:]) < 0.8 * sum(mel[:5]), mel
     # Level-normalised crops keep the codebook from collapsing onto one code at the start.
     assert max(r["codebook/utilization"] for r in train_rows[-5:]) > 4 / 64, [r["codebook/utilization"] for r in train_rows]
+    # usage is counted over a sliding window of batches; dead codes are those it never used
+    last = train_rows[-1]
+    assert 0 < last["codebook/utilization"] <= last["codebook/uniform_ceiling"] <= 1
+    assert last["codebook/dead"] == trainer.trackers[0].dead_codes(1000) <= 64 * (1 - last["codebook/utilization"])
     val = [r for r in rows if "val/mel_distance" in r]
     assert len(val) == 1 and val[0]["step"] == 24
     assert 0.0 < val[0]["val/codebook_utilization"] <= 1.0 and math.isfinite(val[0]["val/stoi"])

@@ -115,9 +115,13 @@ def codebook_stats(counts: np.ndarray) -> dict:
     """Utilisation (fraction of codes used) and perplexity (``exp`` of the code entropy) from ``counts [n_q, K]``.
 
     Both are per codebook, and averaged over codebooks in ``codebook_utilisation`` / ``perplexity``.
+    ``dead_codes``: codes no frame of the set used (all codebooks); ``uniform_ceiling``: the utilisation
+    a uniform code distribution would reach over the set's frames, ``1 - (1 - 1/K) ** frames``.
     """
     counts = np.asarray(counts, dtype=np.float64)
     used = (counts > 0).mean(axis=1)
+    frames = counts.sum(axis=1)
+    ceiling = 1.0 - np.exp(frames * np.log1p(-1.0 / counts.shape[1]))
     p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
     ppl = np.exp(entropy)
@@ -127,6 +131,8 @@ def codebook_stats(counts: np.ndarray) -> dict:
         "codebook_utilisation_per_codebook": used.tolist(),
         "perplexity_per_codebook": ppl.tolist(),
         "codes_used": int((counts > 0).sum()),
+        "dead_codes": int((counts == 0).sum()),
+        "uniform_ceiling": float(ceiling.mean()),
         "codebook_size": int(counts.shape[1]),
     }
 

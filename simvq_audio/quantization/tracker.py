@@ -1,4 +1,4 @@
-"""Codebook usage across training steps (and processes): utilisation and perplexity.
+"""Codebook usage across training steps (and processes): utilisation, perplexity, dead codes.
 
 A batch's ``usage`` metric says little for a 65,536-code book: one batch holds far fewer
 frames than codes. ``CodeUsageTracker`` sums code counts over many steps, and over all
@@ -36,9 +36,10 @@ class CodeUsageTracker:
             process is initialised, and nothing otherwise.
 
     ``update`` is collective when counts are reduced: call it on every process, every step.
-    The queries (``utilization``, ``perplexity``, ``counts``) are local and may be called
-    on the main process alone. Track one codebook per tracker (one per residual stage).
-    Memory: one ``[K]`` int64 total plus, with a window, the distinct codes of each kept step.
+    The queries (``utilization``, ``perplexity``, ``counts``, ``dead_codes``) are local and may
+    be called on the main process alone. Track one codebook per tracker (one per residual stage).
+    Memory: two ``[K]`` int64 vectors (the window's counts, each code's last update) plus, with a
+    window, the distinct codes of each kept step.
     """
 
     def __init__(self, codebook_size: int, window: int | None = None, reduce_fn: ReduceFn | None = None):
@@ -54,11 +55,13 @@ class CodeUsageTracker:
         # window * K * 8 bytes (50 MB for K = 65536, window = 100).
         self._steps: deque[tuple[torch.Tensor, torch.Tensor]] = deque()
         self.n_updates = 0
+        self._last_seen: torch.Tensor | None = None  # [K]: the update (1-based) that last used each code; 0 = never
 
     def reset(self) -> None:
         """Forget all counts."""
         self._total = None
         self._steps.clear()
+        self._last_seen = None
         self.n_updates = 0
 
     @torch.no_grad()
@@ -87,8 +90,11 @@ class CodeUsageTracker:
             self._total = self._total.to(step.device)
         self._total += step
         self.n_updates += 1
+        present = step.nonzero().squeeze(1)
+        if self._last_seen is None:
+            self._last_seen = torch.zeros(self.codebook_size, dtype=torch.long, device=step.device)
+        self._last_seen[present.to(self._last_seen.device)] = self.n_updates
         if self.window is not None:
-            present = step.nonzero().squeeze(1)
             self._steps.append((present, step[present]))
             if len(self._steps) > self.window:
                 old_codes, old_counts = self._steps.popleft()
@@ -119,6 +125,23 @@ class CodeUsageTracker:
             return 0.0
         return float((self._total > 0).sum()) / self.codebook_size
 
+    def uniform_ceiling(self) -> float:
+        """The utilisation a perfectly uniform code distribution would reach over the window's frames.
+
+        ``N`` frames drawn uniformly from ``K`` codes use ``1 - (1 - 1/K) ** N`` of them on average:
+        a window of ``K`` frames can show at most 63%, one of ``3 K`` frames 95%.
+        """
+        n = self.total()
+        return 1.0 - math.exp(n * math.log1p(-1.0 / self.codebook_size)) if n else 0.0
+
+    def dead_codes(self, steps: int) -> int:
+        """Codes not used in any of the last ``steps`` updates (all updates so far, when fewer)."""
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if self._last_seen is None:
+            return self.codebook_size
+        return int((self._last_seen <= max(self.n_updates - steps, 0)).sum())
+
     def perplexity(self) -> float:
         """``exp`` of the entropy of the code distribution in the window, in ``[1, K]`` (1.0 when empty)."""
         if self._total is None or int(self._total.sum()) == 0:
@@ -135,6 +158,7 @@ class CodeUsageTracker:
             "n_updates": self.n_updates,
             "total": self.counts(),
             "steps": [(c.cpu(), n.cpu()) for c, n in self._steps],
+            "last_seen": None if self._last_seen is None else self._last_seen.cpu().clone(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -147,3 +171,5 @@ class CodeUsageTracker:
         self._total = torch.as_tensor(state["total"], dtype=torch.long).to(device).clone()
         self._steps = deque((c.to(device), n.to(device)) for c, n in state["steps"])
         self.n_updates = int(state["n_updates"])
+        last = state.get("last_seen")
+        self._last_seen = None if last is None else torch.as_tensor(last, dtype=torch.long).to(device).clone()

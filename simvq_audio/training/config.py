@@ -159,10 +159,17 @@ class LoggingConfig:
     audio_every: int = 5000
     audio_examples: int = 2
     progress_bar: bool = True
+    # Code usage is counted over the last ``codebook_window`` steps (None: enough steps for
+    # 3 K training frames, where a uniform code distribution would use 95% of K, and at least
+    # ``every``); a code is dead when no frame used it in the last ``dead_code_steps`` steps.
+    codebook_window: int | None = None
+    dead_code_steps: int = 1000
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.audio_every < 1 or self.audio_examples < 0:
             raise ValueError("logging.every and logging.audio_every must be >= 1, audio_examples >= 0")
+        if (self.codebook_window is not None and self.codebook_window < 1) or self.dead_code_steps < 1:
+            raise ValueError("logging.codebook_window and logging.dead_code_steps must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,16 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     )
 
 
+def usage_window(cfg: TrainConfig, num_processes: int = 1) -> int:
+    """Steps over which code usage is counted: ``logging.codebook_window``, or by default enough
+    steps for 3 K training frames (at least ``logging.every``)."""
+    if cfg.logging.codebook_window is not None:
+        return cfg.logging.codebook_window
+    segment = max(1, round(cfg.data.segment_seconds * cfg.model.sample_rate))
+    frames = cfg.data.batch_size * num_processes * math.ceil(segment / cfg.model.seanet.hop_length)
+    return max(cfg.logging.every, math.ceil(3 * cfg.model.quantizer.codebook_size / frames))
+
+
 def make_optimizer(params, cfg: AdamWConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, eps=cfg.eps)
 
@@ -117,7 +127,8 @@ class Trainer:
         # The loop's own state (step and data position, EMA counters, guard, schedules) is written by
         # save() as JSON, and the EMA weights as the checkpoint's ema/ model: nothing we own is pickled.
         reduce = lambda t: acc.reduce(t, reduction="sum")  # noqa: E731
-        self.trackers = [CodeUsageTracker(cfg.model.quantizer.codebook_size, reduce_fn=reduce)
+        self.trackers = [CodeUsageTracker(cfg.model.quantizer.codebook_size, usage_window(cfg, acc.num_processes),
+                                          reduce_fn=reduce)
                          for _ in range(cfg.model.quantizer.n_q)]
         files = validation_files(cfg) if cfg.validation.every else []
         self.validator = Validator(files, cfg.validation.max_seconds, cfg.logging.audio_examples)
@@ -331,10 +342,11 @@ class Trainer:
             values["train/skipped_total"] = float(self.guard.total_skipped)
             values["train/epoch"] = float(self.state.epoch)
             values.update(peak_memory_mb(self.accelerator.device))
-            values["codebook/utilization"] = sum(t.utilization() for t in self.trackers) / len(self.trackers)
-            values["codebook/perplexity"] = sum(t.perplexity() for t in self.trackers) / len(self.trackers)
-            for t in self.trackers:
-                t.reset()
+            n = len(self.trackers)
+            values["codebook/utilization"] = sum(t.utilization() for t in self.trackers) / n
+            values["codebook/perplexity"] = sum(t.perplexity() for t in self.trackers) / n
+            values["codebook/uniform_ceiling"] = sum(t.uniform_ceiling() for t in self.trackers) / n
+            values["codebook/dead"] = sum(t.dead_codes(cfg.logging.dead_code_steps) for t in self.trackers) / n
             self.logger.log(values, step)
             bar.set_postfix(loss=f"{values.get('loss/generator', math.nan):.3g}",
                             mel=f"{values.get('loss/mel', math.nan):.3g}",
