@@ -17,6 +17,7 @@ from simvq_audio.quantization import (
     SimVQ,
     VectorQuantizer,
     build_quantizer,
+    build_stage,
     frozen_codebook,
     nearest_codes,
 )
@@ -73,6 +74,31 @@ def test_decode_encode_equals_forward(kind, train):
     assert out.codes.dtype == torch.long
     assert decoded.shape == z.shape
     torch.testing.assert_close(out.quantized, decoded, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [SimVQ, VectorQuantizer, EMAVectorQuantizer])
+@pytest.mark.parametrize("train", [True, False])
+def test_l2_norm_searches_by_cosine_and_outputs_unit_vectors(cls, train):
+    q = cls(D, K, seed=3, l2_norm=True).train(train)
+    z = latents(b=3, t=17, scale=2.0)
+    codes = q.encode(z)
+    flat = z.transpose(1, 2).reshape(-1, D)
+    cosine = torch.nn.functional.normalize(flat, dim=1) @ torch.nn.functional.normalize(q.codebook(), dim=1).t()
+    assert torch.equal(codes.reshape(-1), cosine.argmax(dim=1))
+    assert torch.equal(q.encode(z * 5.0), codes)  # the latents' norm does not matter
+    decoded = q.decode(codes)
+    out = q(z)
+    assert torch.equal(out.codes, codes)
+    torch.testing.assert_close(decoded.norm(dim=1), torch.ones(3, 17))
+    torch.testing.assert_close(out.quantized, decoded, atol=1e-6, rtol=0)
+    if train and cls is SimVQ:  # the map W still learns through the normalisation
+        out.loss.backward()
+        assert q.proj.weight.grad is not None and q.proj.weight.grad.abs().sum() > 0
+
+
+def test_l2_norm_from_config():
+    stage = build_stage(QuantizerConfig(kind="vq", codebook_size=K, dim=D, l2_norm=True))
+    assert stage.l2_norm and not build_stage(QuantizerConfig(codebook_size=K, dim=D)).l2_norm
 
 
 @pytest.mark.parametrize("t", [3, 40])  # fewer and more frames than codes: both lookup paths

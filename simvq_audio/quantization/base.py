@@ -69,10 +69,13 @@ class CodebookQuantizer(nn.Module):
     Subclasses define ``codebook()`` (the effective ``[K, d]`` codebook used for the
     search) and ``lookup(codes)`` (the differentiable code vectors for ``codes``).
     Inputs are ``[B, d, T]``, channels first, as the encoder produces them.
+    ``l2_norm``: search and output on the unit sphere (cosine similarity, as ViT-VQGAN and
+    DAC): latents and code vectors are l2-normalised before the search and the losses.
     """
 
     def __init__(self, dim: int, codebook_size: int, beta: float = 0.25,
-                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False):
+                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False,
+                 l2_norm: bool = False):
         super().__init__()
         if dim < 1 or codebook_size < 2:
             raise ValueError(f"need dim >= 1 and codebook_size >= 2, got {dim} and {codebook_size}")
@@ -81,6 +84,7 @@ class CodebookQuantizer(nn.Module):
         self.beta = beta
         self.max_block_elements = max_block_elements
         self.data_init = data_init
+        self.l2_norm = bool(l2_norm)
         # Persistent so that a resumed or loaded model is never re-initialised.
         self.register_buffer("initialized", torch.tensor(not data_init))
 
@@ -132,6 +136,16 @@ class CodebookQuantizer(nn.Module):
         self.initialized.fill_(True)
 
     # -- shared ------------------------------------------------------------------------
+    def _sphere(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        return F.normalize(x, dim=dim) if self.l2_norm else x
+
+    def _search_codebook(self) -> torch.Tensor:
+        return self._sphere(self.codebook(), -1)
+
+    def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """The differentiable code vectors ``[..., d]`` the output uses (on the sphere with ``l2_norm``)."""
+        return self._sphere(self.lookup(codes), -1)
+
     def _check(self, z: torch.Tensor) -> None:
         if z.dim() != 3 or z.shape[1] != self.dim:
             raise ValueError(f"expected latents [B, {self.dim}, T], got {tuple(z.shape)}")
@@ -141,8 +155,8 @@ class CodebookQuantizer(nn.Module):
         """Latents ``[B, d, T]`` -> codes ``[B, T]`` (int64)."""
         self._check(z)
         b, d, t = z.shape
-        flat = z.transpose(1, 2).reshape(-1, d)
-        return nearest_codes(flat, self.codebook(), self.max_block_elements).view(b, t)
+        flat = self._sphere(z, 1).transpose(1, 2).reshape(-1, d)
+        return nearest_codes(flat, self._search_codebook(), self.max_block_elements).view(b, t)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``[B, T]`` -> quantized latents ``[B, d, T]``."""
@@ -153,23 +167,24 @@ class CodebookQuantizer(nn.Module):
         codes = codes.long()
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
             raise ValueError(f"codes must lie in [0, {self.codebook_size})")
-        return self.lookup(codes).transpose(1, 2)
+        return self._vectors(codes).transpose(1, 2)
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> QuantizerOutput:
         """Quantize latents ``[B, d, T]``; ``mask [B, T]`` (true = real frame) limits losses and metrics."""
         self._check(z)
         b, d, t = z.shape
+        z = self._sphere(z, 1)
         flat = z.transpose(1, 2).reshape(-1, d)
         mask = check_mask(mask, b, t)
         if self.training and not bool(self.initialized):
             self._data_init(flat if mask is None else flat[mask.reshape(-1)])
-        codes_flat = nearest_codes(flat, self.codebook(), self.max_block_elements)
+        codes_flat = nearest_codes(flat, self._search_codebook(), self.max_block_elements)
         codes = codes_flat.view(b, t)
         # Look up before any EMA update so the output uses the codebook the search saw
         # (then forward agrees with decode(encode(z)) taken just before it).
         # Contiguous like z: the losses' elementwise kernels and their backward are much slower
         # on a transposed operand.
-        q = self.lookup(codes).transpose(1, 2).to(z.dtype).contiguous()
+        q = self._vectors(codes).transpose(1, 2).to(z.dtype).contiguous()
         if self.training:
             valid = flat if mask is None else flat[mask.reshape(-1)]
             valid_codes = codes_flat if mask is None else codes_flat[mask.reshape(-1)]

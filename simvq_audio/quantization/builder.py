@@ -34,6 +34,8 @@ class QuantizerConfig:
     # Match the codebook to the first training batch's latent mean/covariance (see
     # CodebookQuantizer._data_init); without it a codec's codebook collapses to one code.
     data_init: bool = True
+    # Cosine search: latents and codes l2-normalised before the search and the losses.
+    l2_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -49,11 +51,12 @@ def build_stage(cfg: QuantizerConfig, index: int = 0) -> CodebookQuantizer:
     seed = cfg.seed + index
     if cfg.kind == "simvq":
         return SimVQ(cfg.dim, cfg.codebook_size, bias=cfg.bias, train_codebook=cfg.train_codebook, seed=seed,
-                     beta=cfg.beta, data_init=cfg.data_init)
+                     beta=cfg.beta, data_init=cfg.data_init, l2_norm=cfg.l2_norm)
     if cfg.kind == "vq":
-        return VectorQuantizer(cfg.dim, cfg.codebook_size, seed=seed, beta=cfg.beta, data_init=cfg.data_init)
+        return VectorQuantizer(cfg.dim, cfg.codebook_size, seed=seed, beta=cfg.beta, data_init=cfg.data_init,
+                               l2_norm=cfg.l2_norm)
     return EMAVectorQuantizer(cfg.dim, cfg.codebook_size, decay=cfg.ema_decay, seed=seed, beta=cfg.beta,
-                              data_init=cfg.data_init)
+                              data_init=cfg.data_init, l2_norm=cfg.l2_norm)
 
 
 def build_quantizer(cfg: QuantizerConfig) -> ResidualQuantizer:

@@ -49,6 +49,7 @@ class SimVQ(CodebookQuantizer):
         data_init: on the first training batch, set ``W`` and ``b`` so that ``W(C)`` has the
             latents' mean and covariance (see ``CodebookQuantizer._data_init``); off by
             default here (the paper's initialisation), on by default in ``QuantizerConfig``.
+        l2_norm: cosine search (see ``CodebookQuantizer``).
     """
 
     def __init__(
@@ -61,8 +62,9 @@ class SimVQ(CodebookQuantizer):
         beta: float = 0.25,
         max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS,
         data_init: bool = False,
+        l2_norm: bool = False,
     ):
-        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init)
+        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init, l2_norm=l2_norm)
         self.seed = int(seed)
         self.train_codebook = train_codebook
         base = frozen_codebook(codebook_size, dim, seed)

@@ -24,8 +24,9 @@ class VectorQuantizer(CodebookQuantizer):
     """Plain VQ with a learned codebook ``[K, d]`` initialised like SimVQ's (std ``d ** -0.5``)."""
 
     def __init__(self, dim: int, codebook_size: int, seed: int = 0, beta: float = 0.25,
-                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False):
-        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init)
+                 max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False,
+                 l2_norm: bool = False):
+        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init, l2_norm=l2_norm)
         generator = torch.Generator().manual_seed(int(seed))
         self.embedding = nn.Parameter(torch.randn(codebook_size, dim, generator=generator) * dim**-0.5)
 
@@ -51,8 +52,9 @@ class EMAVectorQuantizer(CodebookQuantizer):
     """
 
     def __init__(self, dim: int, codebook_size: int, decay: float = 0.99, eps: float = 1e-5, seed: int = 0,
-                 beta: float = 0.25, max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False):
-        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init)
+                 beta: float = 0.25, max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS, data_init: bool = False,
+                 l2_norm: bool = False):
+        super().__init__(dim, codebook_size, beta, max_block_elements, data_init=data_init, l2_norm=l2_norm)
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
         self.decay = decay
