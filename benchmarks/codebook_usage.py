@@ -1,0 +1,185 @@
+"""Codebook usage inside the codec: which setting keeps a large SimVQ codebook in use (issue 11).
+
+Each run trains a small codec (recipes/tiny: SEANet 16 filters, 64-d latent, 100 frames/s)
+with the project's own trainer on ``shared/data/train`` for a fixed number of steps,
+reconstruction losses only (mel + quantizer), batch 8 x 0.5 s = 400 frames a step. One
+factor is changed at a time from the base (the project's defaults):
+
+    base      SimVQ, 8-d lookup, data-dependent init, AdamW 5e-4 betas (0.8, 0.99), beta 0.25,
+              quantizer loss weight 1000, Euclidean search
+    dim32 / dim64 / dim128      lookup dimension (64 = the latent size)
+    paper-opt Adam at 1e-4, betas (0.5, 0.9) (the SimVQ paper's audio setting)
+    paper-init no data-dependent init: the codebook starts from its own Gaussian
+    cosine    l2-normalised (cosine) search
+    beta1     commitment weight 1.0 instead of 0.25
+    qloss1    quantizer loss weight 1 instead of 1000
+
+each at every ``--sizes`` (default K = 8,192 and 65,536) and for every ``--kinds`` (SimVQ and
+plain VQ at the same settings). Per run: codes used over the trainer's last window of 3 K
+training frames (``codebook/utilization``) with the uniform ceiling for that many frames,
+perplexity, dead codes (unused in the last 1,000 steps), the mean training mel loss over the
+last 100 steps; then on ``--dev-files`` files of ``shared/data/dev``: codes used, the uniform
+ceiling for that many frames, perplexity and the mel distance of the reconstruction. A run
+"collapsed" when its window used under 1% of the codes. Curves (usage against steps) go to
+``--json``.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/codebook_usage.py --threads 1 --steps 1000 \\
+        --json /tmp/usage.json --append BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from report import append_section, machine  # noqa: E402  (benchmarks/ is on sys.path)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "recipes" / "tiny" / "config.yaml"
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+ARMS: dict[str, list[str]] = {
+    "base": [],
+    "dim32": ["model.quantizer.dim=32"],
+    "dim64": ["model.quantizer.dim=64"],
+    "dim128": ["model.quantizer.dim=128"],
+    "paper-opt": ["optimizer.generator.lr=0.0001", "optimizer.generator.betas=[0.5,0.9]"],
+    "paper-init": ["model.quantizer.data_init=false"],
+    "cosine": ["model.quantizer.l2_norm=true"],
+    "beta1": ["model.quantizer.beta=1.0"],
+    "qloss1": ["loss.quantizer=1.0"],
+}
+BASE = ["model.quantizer.dim=8", "loss.adversarial=0", "loss.feature_matching=0",
+        "training.discriminator_start_step=1000000000", "schedule.kind=constant", "data.batch_size=8",
+        "data.segment_seconds=0.5", "data.num_workers=0", "validation.every=0", "checkpoint.every=1000000000",
+        "checkpoint.resume=none", "logging.progress_bar=false", "logging.audio_every=1000000000",
+        "logging.dead_code_steps=1000"]
+
+
+def build(run_dir: Path, overrides: list[str], data: Path):
+    from accelerate.state import AcceleratorState, GradientState
+
+    from simvq_audio.training.config import load_config
+    from simvq_audio.training.trainer import Trainer
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    paths = [f"data.train_manifest={data / 'train.jsonl'}", f"data.valid_manifest={data / 'dev.jsonl'}"]
+    return Trainer(load_config(CONFIG, [*BASE, *paths, f"logging.dir={run_dir}", *overrides]))
+
+
+def dev_usage(model, data: Path, n_files: int, max_seconds: float) -> dict:
+    """Codes used, ceiling, perplexity and mel distance of ``model`` on ``n_files`` dev files spread over the list."""
+    import numpy as np
+    import torch
+
+    from simvq_audio.audio.io import load_audio
+    from simvq_audio.data.manifest import read_manifest
+    from simvq_audio.evaluation.evaluate import codebook_stats
+    from simvq_audio.metrics import mel_distance
+
+    entries = read_manifest(data / "dev.jsonl")
+    picks = np.linspace(0, len(entries) - 1, min(n_files, len(entries))).round().astype(int)
+    k = model.codebook_size
+    counts = np.zeros((model.n_codebooks, k), dtype=np.int64)
+    mels = []
+    model.eval()
+    with torch.inference_mode():
+        for i in picks:
+            wav = load_audio(entries[int(i)].path, model.sample_rate).samples[0]
+            wav = wav[: int(max_seconds * model.sample_rate)]
+            x = torch.as_tensor(wav, dtype=torch.float32).view(1, 1, -1)
+            codes = model.encode(x)
+            for q in range(model.n_codebooks):
+                counts[q] += np.bincount(codes[0, q].numpy().ravel(), minlength=k)
+            y = model.decode(codes, length=x.shape[-1])
+            mels.append(mel_distance(wav, y[0, 0].numpy(), model.sample_rate))
+    stats = codebook_stats(counts)
+    return {"dev_used": stats["codebook_utilisation"], "dev_ceiling": stats["uniform_ceiling"],
+            "dev_ppl": stats["perplexity"], "dev_mel": float(np.mean(mels)), "dev_frames": int(counts[0].sum())}
+
+
+def run_one(work: Path, kind: str, size: int, arm: str, steps: int, data: Path, dev_files: int,
+            dev_seconds: float) -> dict:
+    run_dir = work / f"{kind}-{size}-{arm}"
+    overrides = [f"model.quantizer.kind={kind}", f"model.quantizer.codebook_size={size}",
+                 f"training.max_steps={steps}", "logging.every=50", *ARMS[arm]]
+    t0 = time.perf_counter()
+    trainer = build(run_dir, overrides, data)
+    try:
+        trainer.train()
+        tracker = trainer.trackers[0]
+        window = {"used": tracker.utilization(), "ceiling": tracker.uniform_ceiling(),
+                  "ppl": tracker.perplexity(), "dead": tracker.dead_codes(1000), "frames": tracker.total()}
+        model = trainer.accelerator.unwrap_model(trainer.generator)
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        train_rows = [r for r in rows if "loss/mel" in r]
+        tail = [r["loss/mel"] for r in train_rows if r["step"] > steps - 100] or [train_rows[-1]["loss/mel"]]
+        curve = [(r["step"], r["codebook/utilization"], r["codebook/uniform_ceiling"]) for r in train_rows]
+        result = {"kind": kind, "K": size, "arm": arm, "steps": steps, **{f"window_{k}": v for k, v in window.items()},
+                  "train_mel": float(sum(tail) / len(tail)), "collapsed": window["used"] < 0.01, "curve": curve}
+        result.update(dev_usage(model, data, dev_files, dev_seconds))
+    finally:
+        trainer.close()
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| K | arm | kind | window used (ceiling) | ppl | dead | dev used (ceiling) | dev ppl | train mel | dev mel | collapsed |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        lines.append(f"| {r['K']:,} | {r['arm']} | {r['kind']} | {r['window_used']:.1%} ({r['window_ceiling']:.0%}) | "
+                     f"{r['window_ppl']:.0f} | {r['window_dead']:,} | {r['dev_used']:.1%} ({r['dev_ceiling']:.0%}) | "
+                     f"{r['dev_ppl']:.0f} | {r['train_mel']:.3f} | {r['dev_mel']:.3f} | "
+                     f"{'yes' if r['collapsed'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000, help="training steps per run (default 1000)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 65536])
+    parser.add_argument("--kinds", nargs="+", default=["simvq", "vq"], choices=["simvq", "vq", "ema"])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with train.jsonl and dev.jsonl")
+    parser.add_argument("--dev-files", type=int, default=40)
+    parser.add_argument("--dev-seconds", type=float, default=6.0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/simvq-bench-codebook-usage"))
+    parser.add_argument("--json", type=Path, help="write every run's figures and curve here (updated after each run)")
+    parser.add_argument("--append", type=Path, help="append the table to this markdown file")
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = datetime.datetime.now()
+    results = []
+    for size in args.sizes:
+        for arm in args.arms:
+            for kind in args.kinds:
+                r = run_one(args.work, kind, size, arm, args.steps, args.data, args.dev_files, args.dev_seconds)
+                results.append(r)
+                print(table([r]).splitlines()[-1], f"{r['seconds']:.0f} s", flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(results, indent=1))
+    head = (f"## Codebook usage in the codec ({started.date()})\n\n{machine('cpu')}. recipes/tiny codec, "
+            f"{args.steps} steps of 8 x 0.5 s (400 frames), reconstruction only; the window is the trainer's last "
+            f"3 K training frames; dev: {args.dev_files} files x <= {args.dev_seconds:g} s. One factor changed at a "
+            f"time from `base` (benchmarks/codebook_usage.py). Ceiling: what a uniform code distribution would use "
+            f"over as many frames. Wall time {math.ceil((datetime.datetime.now() - started).total_seconds() / 60)} "
+            f"min.\n\n")
+    text = head + table(results)
+    print(text)
+    if args.append:
+        append_section(args.append, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
