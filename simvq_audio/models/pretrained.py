@@ -31,6 +31,8 @@ BUILTIN_MODELS = ("default",)
 # CodecConfig fields added after format version 1 was released, with their defaults.
 LATER_KEYS = {"decoder": DecoderConfig(), "pitch_head": False, "pitch_features": False, "excitation_harmonics": 0,
               "harmonic_branch": 0}
+# QuantizerConfig fields added after format version 1 was released, with their defaults.
+LATER_QUANTIZER_KEYS = {"l2_norm": False}
 
 
 class ModelLoadError(SimVQError, RuntimeError):
@@ -122,6 +124,9 @@ def _canonical_config(config: CodecConfig) -> str:
     for key, default in LATER_KEYS.items():
         if getattr(config, key) == default:
             del data[key]
+    for key, default in LATER_QUANTIZER_KEYS.items():
+        if getattr(config.quantizer, key) == default:
+            del data["quantizer"][key]
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
