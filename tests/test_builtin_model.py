@@ -63,7 +63,7 @@ def test_recipe_describes_the_shipped_model():
 
 def test_shipped_model_carries_the_pitch(tok):
     """v2's promise: the codes hold the speaker's pitch and the decoded audio is voiced at it."""
-    from simvq_audio.losses.pitch import yin
+    from simvq_audio.modules.yin import yin
     from simvq_audio.pitch import pitch_metrics, track_pitch
 
     model = SimVQCodec.from_pretrained("default")

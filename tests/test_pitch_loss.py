@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from simvq_audio.losses.pitch import PitchLoss, yin
+from simvq_audio.losses.pitch import PitchLoss
 from simvq_audio.models import CodecConfig, SimVQCodec
 from simvq_audio.modules import SEANetConfig
+from simvq_audio.modules.yin import yin
 from simvq_audio.quantization import QuantizerConfig
 
 SR, HOP = 16000, 200

@@ -13,7 +13,6 @@ from simvq_audio.quantization import (
     EMAVectorQuantizer,
     QuantizerConfig,
     ResidualQuantizer,
-    ResidualSimVQ,
     SimVQ,
     VectorQuantizer,
     build_quantizer,
@@ -30,6 +29,12 @@ def latents(b=2, t=12, d=D, seed=0, scale=1.0):
     return torch.randn(b, d, t, generator=torch.Generator().manual_seed(seed)) * scale
 
 
+def residual_simvq(n_q: int, seed: int = 0, quantizer_dropout: float = 0.0) -> ResidualQuantizer:
+    """``n_q`` SimVQ stages built as the codec builds them (stage ``i`` from seed ``seed + i``)."""
+    return build_quantizer(QuantizerConfig(kind="simvq", codebook_size=K, dim=D, n_q=n_q, seed=seed,
+                                           quantizer_dropout=quantizer_dropout, data_init=False))
+
+
 def make(kind: str):
     if kind == "simvq":
         return SimVQ(D, K, seed=3)
@@ -38,7 +43,7 @@ def make(kind: str):
     if kind == "ema":
         return EMAVectorQuantizer(D, K, decay=0.5, seed=3)
     if kind == "residual":
-        return ResidualSimVQ(D, K, n_q=3, seed=3)
+        return residual_simvq(3, seed=3)
     if kind == "residual-ema":
         return ResidualQuantizer([EMAVectorQuantizer(D, K, decay=0.5, seed=i) for i in range(2)])
     raise AssertionError(kind)
@@ -205,14 +210,10 @@ def test_state_dict_holds_no_frozen_codebook():
     assert "base_codebook" in SimVQ(16, 512, train_codebook=True).state_dict()
 
 
-def test_residual_simvq_stage_seeds_and_builder_compatibility():
-    r = ResidualSimVQ(D, K, n_q=3, seed=7)
+def test_residual_simvq_stage_seeds():
+    r = residual_simvq(3, seed=7)
     for i, stage in enumerate(r.stages):
         assert torch.equal(stage.base_codebook, frozen_codebook(K, D, 7 + i))
-    built = build_quantizer(QuantizerConfig(kind="simvq", codebook_size=K, dim=D, n_q=3, seed=7))
-    built.load_state_dict(r.state_dict())  # same keys, same codebooks
-    z = latents()
-    assert torch.equal(built.eval().encode(z), r.eval().encode(z))
 
 
 # -- search ---------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def test_mask_excludes_padded_frames(kind):
 # -- residual --------------------------------------------------------------------------------
 def test_residual_dropout_uses_per_example_stages():
     n_q, b = 4, 24
-    q = ResidualSimVQ(D, K, n_q=n_q, quantizer_dropout=1.0, seed=0).train()
+    q = residual_simvq(n_q, quantizer_dropout=1.0).train()
     seen_masks = {}
 
     def hook(index):
@@ -318,7 +319,10 @@ def test_residual_dropout_uses_per_example_stages():
     for i, stage in enumerate(q.stages):
         stage.register_forward_hook(hook(i), with_kwargs=True)
     z = latents(b=b, t=6)
+    with pytest.raises(ValueError, match="explicit generator"):
+        q(z)
     out = q(z, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(q(z, generator=torch.Generator().manual_seed(0)).quantized, out.quantized)
     assert out.codes.shape == (b, n_q, 6)
     assert torch.equal(out.codes, q.encode(z))  # every stage's codes are returned
     used = []
@@ -336,7 +340,7 @@ def test_residual_dropout_uses_per_example_stages():
 
 
 def test_residual_decode_with_fewer_codebooks():
-    q = ResidualSimVQ(D, K, n_q=3, seed=0).eval()
+    q = residual_simvq(3).eval()
     z = latents()
     codes = q.encode(z)
     two = q.decode(codes[:, :2])
@@ -362,7 +366,7 @@ def test_ema_codebook_moves_towards_data():
 
 # -- errors ----------------------------------------------------------------------------------
 def test_invalid_inputs_raise_value_error():
-    q, r = SimVQ(D, K), ResidualSimVQ(D, K, n_q=2)
+    q, r = SimVQ(D, K), residual_simvq(2)
     bad_calls = [
         lambda: q(torch.randn(2, D)),  # not [B, d, T]
         lambda: q(torch.randn(2, D + 1, 4)),
@@ -379,8 +383,8 @@ def test_invalid_inputs_raise_value_error():
         lambda: r.decode(torch.zeros(2, 3, 4, dtype=torch.long)),  # more codebooks than stages
         lambda: r.decode(torch.zeros(2, 0, 4, dtype=torch.long)),
         lambda: nearest_codes(torch.randn(3, D), torch.randn(4, D + 1)),
-        lambda: ResidualSimVQ(D, K, n_q=0),
-        lambda: ResidualSimVQ(D, K, n_q=2, quantizer_dropout=1.5),
+        lambda: ResidualQuantizer([]),
+        lambda: residual_simvq(2, quantizer_dropout=1.5),
         lambda: SimVQ(D, 1),
         lambda: QuantizerConfig(kind="nope"),
     ]

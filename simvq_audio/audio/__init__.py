@@ -1,4 +1,4 @@
-"""Audio input/output: reading, converting (downmix, resample) and writing audio files."""
+"""Audio input/output: reading, converting (downmix, resample) and writing audio files; the log-mel of pictures (`mel`)."""
 
 from .io import (
     AUDIO_EXTENSIONS,

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from ..errors import SimVQError, TokenFileError
 from ..export.format import META_NAME, CorpusMeta, ShardFiles, expected_bin_size, read_index, read_meta
+from ..modules.conv import length_mask
 
 
 class TokenDataset(Dataset):
@@ -162,7 +163,7 @@ def collate(items: list, pad_value: int = 0) -> dict:
     codes = torch.full((len(items), t_max, n_q), pad_value, dtype=torch.long)
     for b, c in enumerate(items):
         codes[b, : c.shape[0]] = c
-    mask = torch.arange(t_max)[None, :] < lengths[:, None]
+    mask = length_mask(lengths, t_max)
     batch = {"codes": codes, "mask": mask, "lengths": lengths}
     if metas is not None:
         batch["meta"] = metas

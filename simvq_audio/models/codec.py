@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..losses.pitch import octaves, yin
 from ..modules.conv import frame_mask
 from ..modules.excitation import harmonic_excitation
 from ..modules.harmonic import HarmonicBranch
 from ..modules.pitch_head import PitchHead
 from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..modules.vocos import DecoderConfig, VocosDecoder
+from ..modules.yin import octaves, yin
 from ..quantization.builder import QuantizerConfig, build_quantizer
 
 
@@ -185,7 +185,8 @@ class SimVQCodec(nn.Module):
         dtype = next(self.parameters()).dtype
         return wav if wav.dtype == dtype else wav.to(dtype)
 
-    def _frame_lengths(self, lengths: torch.Tensor | None, n: int, b: int) -> torch.Tensor | None:
+    def _checked_lengths(self, lengths: torch.Tensor | None, n: int, b: int) -> torch.Tensor | None:
+        """Valid samples per item ``[B]`` (CPU int64), checked against ``n`` samples and ``b`` items."""
         if lengths is None:
             return None
         lengths = torch.as_tensor(lengths, dtype=torch.long, device="cpu")
@@ -239,11 +240,15 @@ class SimVQCodec(nn.Module):
             audio = audio + self.harmonic(latent, sines, frames)
         return audio
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None) -> CodecOutput:
-        """Reconstruct ``wav [B, C, N]``; ``lengths [B]`` (samples) marks padding in a batch."""
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None, n_q: int | None = None,
+                generator: torch.Generator | None = None) -> CodecOutput:
+        """Reconstruct ``wav [B, C, N]``; ``lengths [B]`` (samples) marks padding in a batch.
+
+        ``generator`` (CPU) draws the quantizer dropout's stages in training; it is required then.
+        """
         wav = self._check_audio(wav)
         n = wav.shape[-1]
-        lengths = self._frame_lengths(lengths, n, wav.shape[0])
+        lengths = self._checked_lengths(lengths, n, wav.shape[0])
         # YIN's pitch of the input feeds the encoder's pitch features and, in training, the
         # decoder's excitation (teacher forcing); outside training the decoder reads the F0 off
         # the codes through the pitch head, as decode() does.
@@ -253,7 +258,7 @@ class SimVQCodec(nn.Module):
                                                          rounding_mode="floor")
         valid = frame_mask(frames, z.shape[-1], z.device)
         mask = None if valid is None else valid[:, 0].bool()
-        q = self.quantizer(z, mask=mask, n_q=n_q)
+        q = self.quantizer(z, mask=mask, n_q=n_q, generator=generator)
         latent = self.out_proj(q.quantized)
         head = self._head(latent, frames)
         audio = self._decode_latent(latent, frames, pitch if self.training else None, head)[..., :n]
@@ -278,7 +283,7 @@ class SimVQCodec(nn.Module):
         encoded alone; later frames are undefined.
         """
         wav = self._check_audio(wav)
-        lengths = self._frame_lengths(lengths, wav.shape[-1], wav.shape[0])
+        lengths = self._checked_lengths(lengths, wav.shape[-1], wav.shape[0])
         return self.quantizer.encode(self._latents(wav, lengths), n_q=n_q)
 
     @torch.no_grad()

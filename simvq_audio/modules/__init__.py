@@ -1,6 +1,6 @@
 """Neural network building blocks: padded convolutions and the SEANet encoder/decoder."""
 
-from .conv import StreamableConv1d, StreamableConvTranspose1d
+from .conv import PaddedConv1d, TrimmedConvTranspose1d
 from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 
-__all__ = ["SEANetConfig", "SEANetDecoder", "SEANetEncoder", "StreamableConv1d", "StreamableConvTranspose1d"]
+__all__ = ["SEANetConfig", "SEANetDecoder", "SEANetEncoder", "PaddedConv1d", "TrimmedConvTranspose1d"]

@@ -61,15 +61,22 @@ def unpad1d(x: torch.Tensor, paddings: tuple[int, int]) -> torch.Tensor:
     return x[..., left : x.shape[-1] - right]
 
 
+def length_mask(lengths: torch.Tensor, t: int, device: torch.device | None = None) -> torch.Tensor:
+    """``[B, T]`` bool, true at positions ``< lengths[b]`` (frames or samples) of a padded batch."""
+    device = lengths.device if device is None else device
+    return torch.arange(t, device=device)[None, :] < lengths.to(device)[:, None]
+
+
 def frame_mask(lengths: torch.Tensor | None, t: int, device: torch.device) -> torch.Tensor | None:
     """``[B, 1, T]`` float mask of valid frames (``None`` when ``lengths`` is ``None``)."""
     if lengths is None:
         return None
-    return (torch.arange(t, device=device)[None, :] < lengths.to(device)[:, None]).unsqueeze(1).float()
+    return length_mask(lengths, t, device).unsqueeze(1).float()
 
 
-class StreamableConv1d(nn.Module):
-    """``Conv1d`` with padding owned by the module.
+class PaddedConv1d(nn.Module):
+    """``Conv1d`` with padding owned by the module (EnCodec's ``StreamableConv1d``, without streaming
+    state: it pads whole signals, so a window needs context on both sides to match the whole).
 
     Input ``[B, C_in, N]`` -> output ``[B, C_out, ceil(N / stride)]``.
     """
@@ -129,8 +136,9 @@ class StreamableConv1d(nn.Module):
         return self.conv(torch.cat([F.pad(item, (0, width - item.shape[-1])) for item in items]))
 
 
-class StreamableConvTranspose1d(nn.Module):
-    """``ConvTranspose1d`` that trims its own overlap.
+class TrimmedConvTranspose1d(nn.Module):
+    """``ConvTranspose1d`` that trims its own overlap (EnCodec's ``StreamableConvTranspose1d``, without
+    streaming state).
 
     Input ``[B, C_in, T]`` -> output ``[B, C_out, T * stride]``.
     """

@@ -16,6 +16,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from .conv import length_mask
+
 EXCITATION_AMPLITUDE = 1.0  # unit sines: the decoder learns to use them 10x faster than with NSF's 0.1
 
 
@@ -56,6 +58,6 @@ def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int,
     below_nyquist = (f0_up[:, None, :] * k < sample_rate / 2).float()
     out = sines * below_nyquist * amp_up[:, None, :] * EXCITATION_AMPLITUDE
     if frame_lengths is not None:
-        samples = torch.arange(t * hop_length, device=f0.device)[None, :] < (frame_lengths.to(f0.device) * hop_length)[:, None]
+        samples = length_mask(frame_lengths * hop_length, t * hop_length, f0.device)
         out = out * samples[:, None, :].float()
     return out

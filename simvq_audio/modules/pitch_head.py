@@ -1,6 +1,6 @@
 """A small F0 predictor on the decoder's input: what pitch do the tokens carry?
 
-Trained with ``losses/pitch.py`` (YIN targets), it makes the encoder put the pitch into the
+Trained with ``losses/pitch.py`` (YIN targets, ``yin.py``), it makes the encoder put the pitch into the
 tokens, and after training it reads a voicing probability and an F0 track off any codes.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..losses.pitch import F0_REFERENCE_HZ
+from .yin import F0_REFERENCE_HZ
 
 
 class PitchHead(nn.Module):

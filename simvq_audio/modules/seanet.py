@@ -8,13 +8,13 @@ where ``hop = prod(ratios)``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .conv import StreamableConv1d, StreamableConvTranspose1d
+from .conv import PaddedConv1d, TrimmedConvTranspose1d
 
 ACTIVATIONS = {"ELU": nn.ELU, "GELU": nn.GELU, "LeakyReLU": nn.LeakyReLU, "SiLU": nn.SiLU}
 
@@ -56,10 +56,6 @@ class SEANetConfig:
     def hop_length(self) -> int:
         return math.prod(self.ratios)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["ratios"] = list(self.ratios)
-        return d
 
 
 class SEANetResnetBlock(nn.Module):
@@ -75,13 +71,13 @@ class SEANetResnetBlock(nn.Module):
             out_ch = dim if i == len(kernel_sizes) - 1 else hidden
             layers += [
                 act(),
-                StreamableConv1d(in_ch, out_ch, k, dilation=d, causal=cfg.causal, norm=cfg.norm, pad_mode=cfg.pad_mode),
+                PaddedConv1d(in_ch, out_ch, k, dilation=d, causal=cfg.causal, norm=cfg.norm, pad_mode=cfg.pad_mode),
             ]
         self.block = nn.Sequential(*layers)
         if cfg.true_skip:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = StreamableConv1d(dim, dim, 1, causal=cfg.causal, norm=cfg.norm, pad_mode=cfg.pad_mode)
+            self.shortcut = PaddedConv1d(dim, dim, 1, causal=cfg.causal, norm=cfg.norm, pad_mode=cfg.pad_mode)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return run_layers(self.shortcut, x, lengths)[0] + run_layers(self.block, x, lengths)[0]
@@ -107,7 +103,7 @@ def run_layers(layers: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None)
     """
     modules = layers if isinstance(layers, nn.Sequential) else [layers]
     for layer in modules:
-        if isinstance(layer, (StreamableConv1d, StreamableConvTranspose1d)):
+        if isinstance(layer, (PaddedConv1d, TrimmedConvTranspose1d)):
             x = layer(x, lengths)
             lengths = None if lengths is None else layer.output_lengths(lengths)
         elif isinstance(layer, SEANetResnetBlock):
@@ -138,15 +134,15 @@ class SEANetEncoder(nn.Module):
         act = ACTIVATIONS[cfg.activation]
         conv = dict(causal=cfg.causal, norm=cfg.norm, pad_mode=cfg.pad_mode)
         mult = 1
-        layers: list[nn.Module] = [StreamableConv1d(cfg.channels, cfg.n_filters, cfg.kernel_size, **conv)]
+        layers: list[nn.Module] = [PaddedConv1d(cfg.channels, cfg.n_filters, cfg.kernel_size, **conv)]
         for ratio in reversed(cfg.ratios):
             dim = mult * cfg.n_filters
             layers += _residual_stack(dim, cfg)
-            layers += [act(), StreamableConv1d(dim, dim * 2, kernel_size=ratio * 2, stride=ratio, **conv)]
+            layers += [act(), PaddedConv1d(dim, dim * 2, kernel_size=ratio * 2, stride=ratio, **conv)]
             mult *= 2
         if cfg.lstm:
             layers.append(SLSTM(mult * cfg.n_filters, cfg.lstm))
-        layers += [act(), StreamableConv1d(mult * cfg.n_filters, cfg.dimension, cfg.last_kernel_size, **conv)]
+        layers += [act(), PaddedConv1d(mult * cfg.n_filters, cfg.dimension, cfg.last_kernel_size, **conv)]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,20 +166,20 @@ class SEANetDecoder(nn.Module):
         act = ACTIVATIONS[cfg.activation]
         conv = dict(causal=cfg.causal, norm=cfg.norm, pad_mode=cfg.pad_mode)
         mult = 2 ** len(cfg.ratios)
-        layers: list[nn.Module] = [StreamableConv1d(cfg.dimension, mult * cfg.n_filters, cfg.kernel_size, **conv)]
+        layers: list[nn.Module] = [PaddedConv1d(cfg.dimension, mult * cfg.n_filters, cfg.kernel_size, **conv)]
         if cfg.lstm:
             layers.append(SLSTM(mult * cfg.n_filters, cfg.lstm))
         for ratio in cfg.ratios:
             dim = mult * cfg.n_filters
             layers += [
                 act(),
-                StreamableConvTranspose1d(
+                TrimmedConvTranspose1d(
                     dim, dim // 2, kernel_size=ratio * 2, stride=ratio, causal=cfg.causal, norm=cfg.norm
                 ),
             ]
             layers += _residual_stack(dim // 2, cfg)
             mult //= 2
-        layers += [act(), StreamableConv1d(cfg.n_filters, cfg.channels, cfg.last_kernel_size, **conv)]
+        layers += [act(), PaddedConv1d(cfg.n_filters, cfg.channels, cfg.last_kernel_size, **conv)]
         self.model = nn.Sequential(*layers)
         self.excitation_channels = excitation_channels
         self.inject = nn.ModuleList()
@@ -191,7 +187,7 @@ class SEANetDecoder(nn.Module):
             mult = 2 ** len(cfg.ratios)
             for _ in cfg.ratios:
                 mult //= 2
-                inj = StreamableConv1d(excitation_channels, mult * cfg.n_filters, 7, causal=cfg.causal,
+                inj = PaddedConv1d(excitation_channels, mult * cfg.n_filters, 7, causal=cfg.causal,
                                        pad_mode="constant")
                 nn.init.zeros_(inj.conv.weight)
                 nn.init.zeros_(inj.conv.bias)
@@ -209,7 +205,7 @@ class SEANetDecoder(nn.Module):
         x, stage, rate = z, 0, 1
         for layer in self.model:
             x, lengths = run_layers(layer, x, lengths)
-            if isinstance(layer, StreamableConvTranspose1d):
+            if isinstance(layer, TrimmedConvTranspose1d):
                 rate *= self.cfg.ratios[stage]
                 pool = hop // rate
                 e = excitation if pool == 1 else F.avg_pool1d(excitation, pool)

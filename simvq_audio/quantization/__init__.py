@@ -1,8 +1,8 @@
-"""Vector quantizers: SimVQ, its residual stack, plain/EMA VQ baselines, and a usage tracker."""
+"""Vector quantizers: SimVQ, a residual stack of codebook quantizers, plain/EMA VQ baselines, and a usage tracker."""
 
 from .base import CodebookQuantizer, QuantizerOutput, code_metrics
 from .builder import QuantizerConfig, build_quantizer, build_stage
-from .residual import ResidualQuantizer, ResidualSimVQ
+from .residual import ResidualQuantizer
 from .search import nearest_codes
 from .simvq import CodebookMismatchError, SimVQ, frozen_codebook
 from .tracker import CodeUsageTracker
@@ -16,7 +16,6 @@ __all__ = [
     "QuantizerConfig",
     "QuantizerOutput",
     "ResidualQuantizer",
-    "ResidualSimVQ",
     "SimVQ",
     "VectorQuantizer",
     "build_quantizer",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .base import CodebookQuantizer
 from .residual import ResidualQuantizer
@@ -42,9 +42,6 @@ class QuantizerConfig:
             raise ValueError(f"unknown quantizer kind {self.kind!r}; expected one of {KINDS}")
         if self.n_q < 1:
             raise ValueError(f"n_q must be >= 1, got {self.n_q}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def build_stage(cfg: QuantizerConfig, index: int = 0) -> CodebookQuantizer:

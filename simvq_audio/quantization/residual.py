@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from .base import CodebookQuantizer, QuantizerOutput, check_mask
-from .simvq import SimVQ
 
 
 class ResidualQuantizer(nn.Module):
@@ -48,7 +47,11 @@ class ResidualQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None, n_q: int | None = None,
                 generator: torch.Generator | None = None) -> QuantizerOutput:
-        """Quantize ``z [B, d, T]`` with the first ``n_q`` stages (all by default)."""
+        """Quantize ``z [B, d, T]`` with the first ``n_q`` stages (all by default).
+
+        In training with ``quantizer_dropout``, ``generator`` (a CPU ``torch.Generator``) draws which
+        examples drop stages; it must be given then, so that runs are reproducible and resumable.
+        """
         n = self._n_q(n_q)
         if z.dim() != 3 or z.shape[1] != self.dim:
             raise ValueError(f"expected latents [B, {self.dim}, T], got {tuple(z.shape)}")
@@ -57,6 +60,8 @@ class ResidualQuantizer(nn.Module):
         active = torch.full((b,), n, device=z.device)
         dropout = self.training and self.quantizer_dropout > 0 and n > 1
         if dropout:
+            if generator is None:
+                raise ValueError("quantizer dropout needs an explicit generator (forward(..., generator=g))")
             drop = torch.rand(b, generator=generator).to(z.device) < self.quantizer_dropout
             sampled = torch.randint(1, n + 1, (b,), generator=generator).to(z.device)
             active = torch.where(drop, sampled, active)
@@ -114,21 +119,3 @@ class ResidualQuantizer(nn.Module):
             q = stage.decode(codes[:, i])
             out = q if out is None else out + q
         return out
-
-
-class ResidualSimVQ(ResidualQuantizer):
-    """``n_q`` SimVQ stages; stage ``i`` draws its frozen codebook from seed ``seed + i``.
-
-    Same interface as ``ResidualQuantizer``: ``forward(z [B, d, T]) -> QuantizerOutput`` with
-    codes ``[B, n_q, T]``, ``encode(z) -> [B, n_q, T]``, ``decode(codes [B, n, T]) -> [B, d, T]``.
-    """
-
-    def __init__(self, dim: int, codebook_size: int, n_q: int, quantizer_dropout: float = 0.0, bias: bool = True,
-                 train_codebook: bool = False, seed: int = 0, beta: float = 0.25, data_init: bool = False):
-        if n_q < 1:
-            raise ValueError(f"n_q must be >= 1, got {n_q}")
-        stages = [SimVQ(dim, codebook_size, bias=bias, train_codebook=train_codebook, seed=seed + i, beta=beta,
-                        data_init=data_init)
-                  for i in range(n_q)]
-        super().__init__(stages, quantizer_dropout)
-        self.seed = int(seed)

@@ -13,14 +13,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..modules.conv import length_mask
 from .config import DataConfig
 
 
 def rms_db(audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """RMS level in dB re full scale of the valid samples of each item: ``[B, C, S]`` -> ``[B]``."""
-    mask = torch.arange(audio.shape[-1], device=audio.device)[None, None, :] < lengths.to(audio.device)[:, None, None]
+    mask = length_mask(lengths, audio.shape[-1], audio.device)[:, None, :]
     power = (audio.float().pow(2) * mask).sum(dim=(1, 2)) / (lengths.to(audio.device).clamp(min=1) * audio.shape[1])
     return 10.0 * torch.log10(power.clamp(min=1e-20))
+
+
+def batch_generator(seed: int, epoch: int, index: int, rank: int, *stream: int) -> torch.Generator:
+    """A CPU generator for one batch of one process: a pure function of ``(seed, epoch, index, rank)``
+    and an optional ``stream`` number (one per use), so a resumed run draws the same numbers."""
+    keys = [int(seed), int(epoch), int(index), int(rank), *map(int, stream)]
+    state = np.random.SeedSequence(keys).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & (2**63 - 1))
 
 
 def draw_levels(cfg: DataConfig, batch_size: int, seed: int, epoch: int, index: int, rank: int) -> torch.Tensor | None:
@@ -31,8 +40,7 @@ def draw_levels(cfg: DataConfig, batch_size: int, seed: int, epoch: int, index: 
     """
     if cfg.loudness_db is None:
         return None
-    state = np.random.SeedSequence([int(seed), int(epoch), int(index), int(rank)]).generate_state(1, np.uint64)[0]
-    g = torch.Generator().manual_seed(int(state) & (2**63 - 1))
+    g = batch_generator(seed, epoch, index, rank)
     low, high = cfg.loudness_db
     levels = low + (high - low) * torch.rand(batch_size, generator=g, dtype=torch.float64)
     if cfg.gain_db is not None:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
+from ..audio.mel import log_mel
+
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -33,23 +35,14 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def log_mel(wav: np.ndarray, sample_rate: int, n_mels: int = 80) -> np.ndarray:
-    """Log-mel spectrogram ``[n_mels, frames]`` (dB) of a 1-D signal, for pictures only."""
-    import librosa
-
-    n_fft = 1024 if sample_rate >= 16000 else 512
-    mel = librosa.feature.melspectrogram(y=wav.astype(np.float32), sr=sample_rate, n_fft=n_fft,
-                                         hop_length=n_fft // 4, n_mels=n_mels, power=1.0)
-    return librosa.amplitude_to_db(mel, ref=1.0, amin=1e-5, top_db=80.0)
-
-
 def mel_figure(reference: np.ndarray, reconstruction: np.ndarray, sample_rate: int, title: str = ""):
     """A matplotlib ``Figure`` with the reference and reconstruction log-mels stacked."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     ref_mel, rec_mel = log_mel(reference, sample_rate), log_mel(reconstruction, sample_rate)
     fig = Figure(figsize=(8, 5), tight_layout=True)
-    vmin, vmax = float(ref_mel.min()), float(ref_mel.max())
+    vmax = float(ref_mel.max())
+    vmin = max(float(ref_mel.min()), vmax - 80.0)  # log_mel floors silence at -100 dB
     for i, (mel, name) in enumerate(((ref_mel, "reference"), (rec_mel, "reconstruction"))):
         ax = fig.add_subplot(2, 1, i + 1)
         ax.imshow(mel, origin="lower", aspect="auto", interpolation="none", vmin=vmin, vmax=vmax)

@@ -28,13 +28,14 @@ from ..discriminators import build_discriminator
 from ..errors import SimVQError
 from ..fileio import atomic_write_text
 from ..models.codec import SimVQCodec
+from ..modules.conv import length_mask
 from ..quantization.tracker import CodeUsageTracker
 from .checkpoint import CONFIG_NAME, EMA_DIR, CheckpointError, TrainState, resolve_resume, save_checkpoint
 from .config import AdamWConfig, TrainConfig, config_to_yaml
 from .discriminator_state import load_discriminator
 from .ema import EMA
 from .guard import NonFiniteGuard
-from .levels import draw_levels, set_levels
+from .levels import batch_generator, draw_levels, set_levels
 from .loaders import build_train_loader, set_data_epoch
 from .objective import CodecObjective, frozen
 from .parts import freeze
@@ -48,6 +49,7 @@ LOOP_STATE = "loop_state.json"
 # Creating this file in a run folder stops the run after the current optimiser step, with a
 # checkpoint: how a time-limited session ends training cleanly (``touch RUN/STOP``).
 STOP_FILE = "STOP"
+QUANTIZER_DROPOUT_STREAM = 1  # batch_generator stream of the quantizer dropout (levels use none)
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -259,8 +261,12 @@ class Trainer:
                                  self.state.batch_in_epoch, acc.process_index)
             if levels is not None:
                 real = set_levels(real, lengths, levels, cfg.data.max_boost_db)
-            out = self.generator(real, lengths)
-            mask = torch.arange(real.shape[-1], device=real.device)[None, None, :] < lengths[:, None, None]
+            # Quantizer dropout draws its stages from a generator of this batch, so a resumed run
+            # draws what the uninterrupted one would have.
+            dropout = batch_generator(cfg.training.seed, self.state.epoch, self.state.batch_in_epoch,
+                                      acc.process_index, QUANTIZER_DROPOUT_STREAM)
+            out = self.generator(real, lengths, generator=dropout)
+            mask = length_mask(lengths, real.shape[-1], real.device)[:, None, :]
             fake = out.audio.float() * mask  # the loss ignores the zero padding of short files
             logs: dict = {}
             ok = self._loss_ok
