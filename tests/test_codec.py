@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from simvq_audio.models import CodecConfig, ModelLoadError, SimVQCodec, load_pretrained
+from simvq_audio.models import CodecConfig, ModelLoadError, SimVQCodec
 from simvq_audio.models.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_model_meta
 from simvq_audio.modules import SEANetConfig
 from simvq_audio.quantization import CodebookMismatchError, QuantizerConfig
@@ -144,22 +144,22 @@ def test_loading_is_strict(tmp_path):
         return d
 
     with pytest.raises(ModelLoadError, match="unknown config key 'config.seanet.colour'"):
-        load_pretrained(variant("unknown", lambda d: d["config"]["seanet"].update(colour=1)))
+        SimVQCodec.from_pretrained(variant("unknown", lambda d: d["config"]["seanet"].update(colour=1)))
     with pytest.raises(ModelLoadError, match="do not match the config"):
-        load_pretrained(variant("shape", lambda d: d["config"]["seanet"].update(n_filters=8)))
+        SimVQCodec.from_pretrained(variant("shape", lambda d: d["config"]["seanet"].update(n_filters=8)))
     with pytest.raises(ModelLoadError, match="version 2 is not supported"):
-        load_pretrained(variant("version", lambda d: d.update(format_version=2)))
+        SimVQCodec.from_pretrained(variant("version", lambda d: d.update(format_version=2)))
     with pytest.raises(ModelLoadError, match="model id"):
-        load_pretrained(variant("id", lambda d: d.update(model_id="0" * 16)))
+        SimVQCodec.from_pretrained(variant("id", lambda d: d.update(model_id="0" * 16)))
     with pytest.raises(ModelLoadError, match="fingerprint mismatch") as info:
-        load_pretrained(variant("seed", lambda d: (d["config"]["quantizer"].update(seed=5), d.pop("model_id"))))
+        SimVQCodec.from_pretrained(variant("seed", lambda d: (d["config"]["quantizer"].update(seed=5), d.pop("model_id"))))
     assert isinstance(info.value.__cause__, CodebookMismatchError)
     with pytest.raises(ModelLoadError, match="not a model folder"):
-        load_pretrained(tmp_path / "nowhere")
+        SimVQCodec.from_pretrained(tmp_path / "nowhere")
     broken = variant("broken", lambda d: None)
     (broken / WEIGHTS_NAME).write_bytes(b"garbage")
     with pytest.raises(ModelLoadError, match="unreadable weights"):
-        load_pretrained(broken)
+        SimVQCodec.from_pretrained(broken)
 
 
 def test_float64_audio_is_converted_int_is_refused():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simvq_audio.configs import ConfigError, from_dict, to_dict
+from simvq_audio.dataclass_dicts import ConfigError, from_dict, to_dict
 from simvq_audio.discriminators import (
     CombinedDiscriminator,
     DiscriminatorConfig,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from simvq_audio.configs import ConfigError
+from simvq_audio.dataclass_dicts import ConfigError
 from simvq_audio.training.checkpoint import TrainState, find_checkpoint, latest_checkpoint, list_checkpoints
 from simvq_audio.training.config import (
     TrainConfig,
@@ -244,7 +244,7 @@ def test_levels():
 
 
 def test_pitch_loss_needs_a_pitch_head(tmp_path):
-    from simvq_audio.configs import ConfigError
+    from simvq_audio.dataclass_dicts import ConfigError
     from simvq_audio.training.config import load_config
 
     base = ["data.train_manifest=train.jsonl"]

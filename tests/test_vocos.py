@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from simvq_audio.configs import ConfigError, from_dict
-from simvq_audio.models import CodecConfig, SimVQCodec, load_pretrained
+from simvq_audio.dataclass_dicts import ConfigError, from_dict
+from simvq_audio.models import CodecConfig, SimVQCodec
 from simvq_audio.models.pretrained import CONFIG_NAME
 from simvq_audio.modules import SEANetConfig
 from simvq_audio.modules.vocos import DecoderConfig, ISTFTHead, VocosDecoder
@@ -90,7 +90,7 @@ def test_save_load_round_trip_keeps_the_decoder(tmp_path):
     mid = m.save_pretrained(tmp_path)
     stored = json.loads((tmp_path / CONFIG_NAME).read_text())
     assert stored["config"]["decoder"]["kind"] == "vocos"
-    loaded = load_pretrained(tmp_path)
+    loaded = SimVQCodec.from_pretrained(tmp_path)
     assert loaded.model_id == mid and isinstance(loaded.decoder, VocosDecoder)
     codes = m.encode(torch.randn(1, 1, 500))
     torch.testing.assert_close(loaded.decode(codes), m.decode(codes))
@@ -105,7 +105,7 @@ def test_models_without_a_decoder_key_load_as_seanet_with_their_id(tmp_path):
     meta = json.loads((tmp_path / CONFIG_NAME).read_text())
     del meta["config"]["decoder"]  # as written before the decoder was configurable
     (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
-    loaded = load_pretrained(tmp_path)
+    loaded = SimVQCodec.from_pretrained(tmp_path)
     assert loaded.model_id == mid and loaded.config.decoder.kind == "seanet"
 
 

@@ -45,19 +45,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar, notes or summary; errors only")
 
 
-def load_model(name_or_dir: str, device: str = "cpu"):
-    """A ``SimVQCodec``; a missing built-in model is a one-line ``SimVQError`` that says what to do."""
-    from ..models.pretrained import BUILTIN_MODELS, CONFIG_NAME, load_pretrained, resolve_model_dir
-
-    directory = resolve_model_dir(name_or_dir)
-    if name_or_dir in BUILTIN_MODELS and not (directory / CONFIG_NAME).is_file():
-        raise SimVQError(f"the built-in model {name_or_dir!r} is not installed ({directory} has no {CONFIG_NAME}); "
-                         f"pass --model DIR with a trained model folder")
-    if not directory.exists():
-        raise SimVQError(f"{directory}: model folder not found")
-    return load_pretrained(directory, device=device)
-
-
 def load_tokenizer(args: argparse.Namespace):
     """A ``Tokenizer`` from the ``add_model_arguments`` options."""
     from ..tokenizer import Tokenizer, resolve_device
@@ -69,7 +56,7 @@ def load_tokenizer(args: argparse.Namespace):
         raise SimVQError(f"--chunk-seconds must be positive, got {chunk}")
     device = resolve_device(args.device)
     kwargs = {} if chunk is None else {"chunk_seconds": chunk}
-    return Tokenizer(load_model(args.model), device=device, batch_size=args.batch_size, **kwargs)
+    return Tokenizer.from_pretrained(args.model, device=device, batch_size=args.batch_size, **kwargs)
 
 
 # -- inputs and outputs --------------------------------------------------------------------------------

@@ -33,13 +33,15 @@ def token_info(path: Path) -> dict:
 
 
 def model_info(name_or_dir: str) -> dict:
-    """Config, id and size of a model folder (loaded, so the id is verified against the weights)."""
-    from ..configs import to_dict
-    from ..models.pretrained import WEIGHTS_NAME, read_model_meta, resolve_model_dir
-    from .common import load_model
+    """Spec, config and size of a model folder (loaded, so the id is verified against the weights)."""
+    from dataclasses import asdict
 
-    model = load_model(name_or_dir)
-    directory = resolve_model_dir(name_or_dir)
+    from ..dataclass_dicts import to_dict
+    from ..models.codec import SimVQCodec
+    from ..models.pretrained import WEIGHTS_NAME, model_folder, read_model_meta
+
+    model = SimVQCodec.from_pretrained(name_or_dir)
+    directory = model_folder(name_or_dir)
     meta = read_model_meta(directory)
 
     def count(module) -> int:
@@ -48,14 +50,8 @@ def model_info(name_or_dir: str) -> dict:
     return {
         "kind": "model",
         "path": str(directory),
-        "name": model.config.name,
-        "model_id": model.model_id,
-        "sample_rate": model.sample_rate,
+        **asdict(model.spec),
         "channels": model.channels,
-        "hop_length": model.hop_length,
-        "frame_rate": model.frame_rate,
-        "codebook_size": model.codebook_size,
-        "n_codebooks": model.n_codebooks,
         "bitrate_bps": round(model.bitrate, 2),
         "parameters": count(model),
         "parameters_encoder": count(model.encoder) + count(model.in_proj),

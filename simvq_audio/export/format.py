@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..configs import ConfigError, from_dict, to_dict
+from ..dataclass_dicts import ConfigError, from_dict, to_dict
 from ..errors import TokenFileError
 
 FORMAT_NAME = "simvq-audio-token-corpus"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..dataclass_dicts import from_dict
 from ..modules.conv import frame_mask
 from ..modules.excitation import harmonic_excitation
 from ..modules.harmonic import HarmonicBranch
@@ -16,6 +17,8 @@ from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..modules.vocos import DecoderConfig, VocosDecoder
 from ..modules.yin import octaves, yin
 from ..quantization.builder import QuantizerConfig, build_quantizer
+from .pretrained import load_pretrained, model_id, save_pretrained
+from .spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -154,23 +157,27 @@ class SimVQCodec(nn.Module):
 
     @property
     def model_id(self) -> str:
-        """Hash of the config and weights; see ``simvq_audio.models.pretrained.model_id``."""
-        from .pretrained import model_id
-
+        """Hash of the config and weights (16 hex digits); see ``pretrained.model_id``."""
         return model_id(self)
 
-    def save_pretrained(self, directory, dtype: torch.dtype | None = None) -> str:
-        """Write ``config.json`` + ``model.safetensors``; returns the model id of the stored weights."""
-        from .pretrained import save_pretrained
+    @property
+    def spec(self) -> ModelSpec:
+        """The identity its tokens record (id, name, rates, hop, codebooks); hashes every weight."""
+        return ModelSpec(model_id=self.model_id, model_name=self.config.name, sample_rate=self.sample_rate,
+                         frame_rate=float(self.frame_rate), hop_length=self.hop_length,
+                         codebook_size=self.codebook_size, n_codebooks=self.n_codebooks)
 
+    def save_pretrained(self, directory, dtype: torch.dtype | None = None) -> str:
+        """Write ``config.json`` + ``model.safetensors``; returns the model id of the stored weights.
+
+        ``dtype=torch.float16`` stores floating weights in half precision."""
         return save_pretrained(self, directory, dtype=dtype)
 
     @classmethod
     def from_pretrained(cls, directory="default", device: str | torch.device = "cpu") -> SimVQCodec:
-        """Load a model folder, or a built-in model by name (``"default"``), strictly and in eval mode."""
-        from .pretrained import load_pretrained
-
-        return load_pretrained(directory, device=device)
+        """Load a model folder, a built-in model by name (``"default"``) or a Hub repo id (``org/name``),
+        strictly and in eval mode; every problem is a ``ModelLoadError`` naming the path."""
+        return load_pretrained(directory, lambda config: cls(from_dict(CodecConfig, config, "config")), device)
 
     # -- checks --------------------------------------------------------------------------
     def _check_audio(self, wav: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,9 @@
 and the model id; ``model.safetensors`` holds the weights (no pickle). Loading is
 strict: an unknown format, a config key the code does not know, a missing or extra
 tensor, or weights that do not hash to the stored model id are errors.
+
+This module knows model folders, not the codec: ``SimVQCodec.from_pretrained`` and
+``save_pretrained`` hand it a way to build the model, so imports run codec -> pretrained only.
 """
 
 from __future__ import annotations
@@ -12,27 +15,27 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from ..configs import ConfigError, from_dict, to_dict
+from ..dataclass_dicts import ConfigError, to_dict
 from ..errors import SimVQError
-from ..modules.vocos import DecoderConfig
-from .codec import CodecConfig, SimVQCodec
+from ..fileio import atomic_path, atomic_write_bytes
 
 FORMAT_NAME = "simvq-audio-codec"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BUILTIN_MODELS = ("default",)
-# CodecConfig fields added after format version 1 was released, with their defaults.
-LATER_KEYS = {"decoder": DecoderConfig(), "pitch_head": False, "pitch_features": False, "excitation_harmonics": 0,
-              "harmonic_branch": 0}
-# QuantizerConfig fields added after format version 1 was released, with their defaults.
-LATER_QUANTIZER_KEYS = {"l2_norm": False}
+# CodecConfig fields (dotted paths) added after format version 1 was released; a model's id leaves them
+# out while they hold their defaults.
+LATER_KEYS = ("decoder", "pitch_head", "pitch_features", "excitation_harmonics", "harmonic_branch",
+              "quantizer.l2_norm")
 
 
 class ModelLoadError(SimVQError, RuntimeError):
@@ -117,20 +120,21 @@ def _hub_offline() -> bool:
         return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _canonical_config(config: CodecConfig) -> str:
-    data = to_dict(config)
+def _canonical_config(config) -> str:
+    data, defaults = to_dict(config), to_dict(type(config)())
     # Models written before these keys existed have their defaults and not the keys;
     # leaving defaults out keeps those models' ids.
-    for key, default in LATER_KEYS.items():
-        if getattr(config, key) == default:
-            del data[key]
-    for key, default in LATER_QUANTIZER_KEYS.items():
-        if getattr(config.quantizer, key) == default:
-            del data["quantizer"][key]
+    for path in LATER_KEYS:
+        *parents, key = path.split(".")
+        mine, default = data, defaults
+        for parent in parents:
+            mine, default = mine[parent], default[parent]
+        if mine[key] == default[key]:
+            del mine[key]
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-def model_id(model: SimVQCodec) -> str:
+def model_id(model: nn.Module) -> str:
     """16 hex digits of SHA-256 over the canonical config and every tensor (as float32 for floats)."""
     h = hashlib.sha256(_canonical_config(model.config).encode())
     for key, tensor in sorted(model.state_dict().items()):
@@ -142,13 +146,7 @@ def model_id(model: SimVQCodec) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def save_pretrained(model: SimVQCodec, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> str:
+def save_pretrained(model: nn.Module, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> str:
     """Write ``config.json`` and ``model.safetensors`` to ``directory``; returns the model id.
 
     ``dtype=torch.float16`` stores floating weights in half precision (the frozen SimVQ
@@ -163,7 +161,7 @@ def save_pretrained(model: SimVQCodec, directory: str | os.PathLike, dtype: torc
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         tensors[key] = t.clone()
-    stored = SimVQCodec(model.config)
+    stored = type(model)(model.config)
     stored.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     mid = model_id(stored)
     meta = {
@@ -173,16 +171,27 @@ def save_pretrained(model: SimVQCodec, directory: str | os.PathLike, dtype: torc
         "dtype": str(dtype or torch.float32).replace("torch.", ""),
         "config": to_dict(model.config),
     }
-    tmp = directory / f".{WEIGHTS_NAME}.tmp-{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME, "model_id": mid})
-    os.replace(tmp, directory / WEIGHTS_NAME)
-    _atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME, "model_id": mid})
+    atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
     return mid
+
+
+def model_folder(path_or_name: str | os.PathLike) -> Path:
+    """``resolve_model_dir``, and a ``ModelLoadError`` that says what to do when the folder is not there."""
+    name = os.fspath(path_or_name)
+    directory = resolve_model_dir(path_or_name)
+    if name in BUILTIN_MODELS and not Path(name).exists() and not (directory / CONFIG_NAME).is_file():
+        raise ModelLoadError(f"the built-in model {name!r} is not installed ({directory} has no {CONFIG_NAME}); "
+                             f"load a trained model folder instead (--model DIR on the command line)")
+    if not directory.exists():
+        raise ModelLoadError(f"{directory}: not a model folder (no such folder)")
+    return directory
 
 
 def read_model_meta(directory: str | os.PathLike) -> dict:
     """The parsed ``config.json`` of a model folder (format checked, weights not loaded)."""
-    directory = resolve_model_dir(directory)
+    directory = model_folder(directory)
     path = directory / CONFIG_NAME
     if not path.is_file():
         raise ModelLoadError(f"{directory}: not a model folder (no {CONFIG_NAME})")
@@ -199,21 +208,24 @@ def read_model_meta(directory: str | os.PathLike) -> dict:
     return meta
 
 
-def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> SimVQCodec:
-    """Load a model folder (or built-in name) strictly, in eval mode, float32, on ``device``.
+def load_pretrained(directory: str | os.PathLike, build: Callable[[dict], nn.Module],
+                    device: str | torch.device = "cpu") -> nn.Module:
+    """Load a model folder (or built-in name, or Hub repo id) strictly, in eval mode, float32, on ``device``.
 
-    The weights are ordinary tensors even when loaded inside ``torch.inference_mode()`` (servers do),
-    so the model also runs later under ``no_grad`` or with gradients.
+    ``build(config)`` makes the untrained model from ``config.json``'s ``config`` mapping (raising
+    ``ConfigError`` for a bad one). The weights are ordinary tensors even when loaded inside
+    ``torch.inference_mode()`` (servers do), so the model also runs later under ``no_grad`` or with gradients.
     """
     with torch.inference_mode(False):
-        return _load_pretrained(directory, device)
+        return _load_pretrained(directory, build, device)
 
 
-def _load_pretrained(directory: str | os.PathLike, device: str | torch.device) -> SimVQCodec:
-    directory = resolve_model_dir(directory)
+def _load_pretrained(directory: str | os.PathLike, build: Callable[[dict], nn.Module],
+                     device: str | torch.device) -> nn.Module:
+    directory = model_folder(directory)
     meta = read_model_meta(directory)
     try:
-        config = from_dict(CodecConfig, meta["config"], "config")
+        model = build(meta["config"])
     except (ConfigError, KeyError) as exc:
         raise ModelLoadError(f"{directory / CONFIG_NAME}: {exc}") from exc
     weights = directory / WEIGHTS_NAME
@@ -223,7 +235,6 @@ def _load_pretrained(directory: str | os.PathLike, device: str | torch.device) -
         tensors = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise ModelLoadError(f"{weights}: unreadable weights ({exc})") from exc
-    model = SimVQCodec(config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     try:
         model.load_state_dict(state, strict=True)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import TokenFileError
 from ..fileio import atomic_write_bytes
+from ..models.spec import ModelSpec, codes_dtype
 
 __all__ = [
     "FORMAT_VERSION",
@@ -57,7 +58,6 @@ LAYOUT = "n_codebooks,n_frames"
 PAYLOAD_ALIGNMENT = 8
 _PREFIX = struct.Struct("<4sHI")  # magic, version, header length: 10 bytes, no padding with "<"
 _MAX_CODEBOOK_SIZE = 2**32
-_UINT16_LIMIT = 65536
 # Resampling rounds lengths by at most half a sample; allow a little more for other rounding conventions.
 _LENGTH_TOLERANCE = 2.0
 # Bounds on every field that sizes an allocation or an output, so that a corrupt or hostile header can
@@ -109,13 +109,6 @@ class InvalidTokensError(TokenFileError, ValueError):
     """Codes or a header that cannot be written (a caller's mistake); also a ValueError."""
 
 
-def codes_dtype(codebook_size: int) -> np.dtype:
-    """Storage dtype for codes of a codebook of `codebook_size` entries: uint16 if K <= 65536, else uint32."""
-    if codebook_size < 1 or codebook_size > _MAX_CODEBOOK_SIZE:
-        raise ValueError(f"codebook_size must be in [1, 2**32], got {codebook_size}")
-    return np.dtype(np.uint16) if codebook_size <= _UINT16_LIMIT else np.dtype(np.uint32)
-
-
 @dataclass(frozen=True)
 class TokenHeader:
     """Everything needed to decode a token file and to map frames to time (see docs/token-format.md).
@@ -156,6 +149,17 @@ class TokenHeader:
         problem = _header_problem(self)
         if problem:
             raise InvalidTokensError(f"invalid token header: {problem}")
+
+    @classmethod
+    def of(cls, spec: ModelSpec, **file_fields: Any) -> TokenHeader:
+        """The header of a file of ``spec``'s codes; ``file_fields``: ``channels``, ``n_frames``, ``n_samples``,
+        ``original_sample_rate``, ``original_n_samples``, ``original_channels`` and optionally ``source``."""
+        return cls(**dataclasses.asdict(spec), dtype=spec.dtype, **file_fields)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The identity of the model that made the codes."""
+        return ModelSpec.of(self)
 
     @property
     def duration(self) -> float:

@@ -1,7 +1,7 @@
 """The training configuration: YAML + ``key=value`` overrides -> one typed ``TrainConfig``.
 
 This is the only place that reads a training YAML. Unknown keys are errors naming the
-key (``simvq_audio.configs.from_dict``). Paths in the file are relative to the file's
+key (``simvq_audio.dataclass_dicts.from_dict``). Paths in the file are relative to the file's
 folder; paths given as overrides on the command line are relative to the working
 directory.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..configs import ConfigError, from_dict, to_dict
+from ..dataclass_dicts import ConfigError, from_dict, to_dict
 from ..discriminators import DiscriminatorConfig
 from ..models.codec import CodecConfig
 from ..models.pretrained import BUILTIN_MODELS

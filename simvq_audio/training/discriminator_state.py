@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..configs import ConfigError, differences, from_dict, to_dict
+from ..dataclass_dicts import ConfigError, differences, from_dict, to_dict
 from ..discriminators import DiscriminatorConfig, build_discriminator
 from .checkpoint import CONFIG_NAME, CheckpointError, find_checkpoint
 

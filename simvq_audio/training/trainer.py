@@ -23,7 +23,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from ..configs import to_dict
+from ..dataclass_dicts import to_dict
 from ..discriminators import build_discriminator
 from ..errors import SimVQError
 from ..fileio import atomic_write_text

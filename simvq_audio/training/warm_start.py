@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-from ..configs import differences, to_dict
+from ..dataclass_dicts import differences, to_dict
 from ..models.codec import SimVQCodec
-from ..models.pretrained import load_pretrained, resolve_model_dir
+from ..models.pretrained import resolve_model_dir
 from .checkpoint import CheckpointError
 from .parts import PART_CONFIG_KEYS, part_modules
 
@@ -33,7 +33,7 @@ def warm_start(generator: SimVQCodec, model_dir: str | os.PathLike, parts: tuple
     projection, the decoder's excitation inputs): they keep their zero initialisation, so
     the new model starts out computing exactly what the source did.
     """
-    source = load_pretrained(model_dir)  # strict, id-verified; raises ModelLoadError naming the path
+    source = SimVQCodec.from_pretrained(model_dir)  # strict, id-verified; raises ModelLoadError naming the path
     keys = None if not parts else {k for p in parts for k in PART_CONFIG_KEYS[p]}
     ours = {k: v for k, v in to_dict(generator.config).items() if k != "name" and (keys is None or k in keys)}
     theirs = {k: v for k, v in to_dict(source.config).items() if k != "name" and (keys is None or k in keys)}
