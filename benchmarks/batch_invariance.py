@@ -64,10 +64,10 @@ def main() -> None:
     stage.encode = real_encode
 
     t0 = time.perf_counter()
-    together_padded = padded.encode(items)
+    together_padded = padded.encode_batch(items).unpad()
     t_padded = time.perf_counter() - t0
     t0 = time.perf_counter()
-    together_windows = tok.encode(items)
+    together_windows = tok.encode_batch(items).unpad()
     t_windows = time.perf_counter() - t0
 
     frames = torch.cat(latents)

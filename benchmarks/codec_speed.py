@@ -130,7 +130,7 @@ def write_long_file(speech: np.ndarray, sample_rate: int, minutes: float) -> Pat
 # -- measurements ------------------------------------------------------------------------------------
 def speed(model, wavs: list[np.ndarray], device: str, batch_size: int) -> dict:
     """Encode and decode x real time for ``wavs`` (list at the model rate), one warm-up call first."""
-    from simvq_audio.tokenizer import Tokenizer
+    from simvq_audio.inference import Tokenizer
 
     # No cap on padded batch length here, so that "batch 8" means 8 utterances per forward pass.
     tk = Tokenizer(model, device=device, batch_size=batch_size, max_batch_seconds=1e9)
@@ -138,11 +138,11 @@ def speed(model, wavs: list[np.ndarray], device: str, batch_size: int) -> dict:
     tk.decode(tk.encode(wavs[0][: tk.sample_rate]))  # warm-up (allocators, kernels)
     _sync(device)
     start = time.perf_counter()
-    codes = tk.encode(wavs)
+    batch = tk.encode_batch(wavs)
     _sync(device)
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
-    tk.decode(codes, [len(w) for w in wavs])
+    tk.decode_batch(batch)
     _sync(device)
     decode_s = time.perf_counter() - start
     return {"batch_size": batch_size, "seconds": seconds, "encode_xrt": seconds / encode_s,
@@ -154,7 +154,7 @@ def chunking(model, speech: np.ndarray, device: str, chunk_seconds: float, conte
     chunked vs whole decoding of the same codes (SNR of the difference)."""
     import torch
 
-    from simvq_audio.tokenizer import Tokenizer
+    from simvq_audio.inference import Tokenizer
 
     whole = Tokenizer(model, device=device, chunk_seconds=1e9, max_batch_seconds=1e9)
     codes_whole = whole.encode(speech)
@@ -185,7 +185,7 @@ def child_encode(path: Path, model: str, device: str, threads: int, time_limit: 
     """Runs in a fresh process: ``encode_file``-style streaming of ``path``; RSS sampled per batch."""
     import torch
 
-    from simvq_audio.tokenizer import Tokenizer
+    from simvq_audio.inference import Tokenizer
 
     torch.set_num_threads(threads)
     tk = Tokenizer.from_pretrained(model, device=device)
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from simvq_audio.tokenizer import Tokenizer
+    from simvq_audio.inference import Tokenizer
 
     torch.set_num_threads(args.threads)
     model, name, desc = load_model(args.model)

@@ -16,7 +16,7 @@ def __getattr__(name: str):
 
         return getattr(codec, name)
     if name == "Tokenizer":
-        from .tokenizer import Tokenizer
+        from .inference import Tokenizer
 
         return Tokenizer
     raise AttributeError(f"module 'simvq_audio' has no attribute {name!r}")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from simvq_audio.errors import AudioError, TokenFileError
+from simvq_audio.inference import Tokenizer
 from simvq_audio.models.codec import CodecConfig, SimVQCodec
 from simvq_audio.modules.seanet import SEANetConfig
 from simvq_audio.quantization.builder import QuantizerConfig
-from simvq_audio.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_soundfile_layout_equals_channels_first(tok):
     expected = tok.encode(x)
     assert torch.equal(tok.encode(x.T), expected)  # soundfile.read gives [N, C]
     assert torch.equal(tok.encode(torch.from_numpy(x.T.copy())), expected)
-    assert torch.equal(tok.encode([x.T, x])[0], expected)
+    assert torch.equal(tok.encode_batch([x.T, x]).unpad()[0], expected)
 
 
 @pytest.mark.parametrize("shape", [(4, 1600), (1600, 6), (2, 1, 1600)])
@@ -44,7 +44,7 @@ def test_batch_like_or_many_channel_arrays_are_refused(tok, shape):
 
 def test_a_list_is_the_way_to_batch(tok):
     batch = np.random.default_rng(1).standard_normal((4, 1600)).astype(np.float32) * 0.1
-    codes = tok.encode(list(batch))
+    codes = tok.encode_batch(list(batch)).unpad()
     assert len(codes) == 4 and all(torch.equal(c, tok.encode(b)) for c, b in zip(codes, batch, strict=True))
 
 

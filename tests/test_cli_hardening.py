@@ -193,7 +193,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(run, tmp_path, monkeypatch
 
 
 def test_ctrl_c_prints_what_was_finished(run, tmp_path, monkeypatch):
-    from simvq_audio.tokenizer import Tokenizer
+    from simvq_audio.inference import Tokenizer
 
     for i in range(3):
         noise(tmp_path / "in" / f"{i}.wav", 3000 + i, seed=i)
@@ -220,7 +220,7 @@ def test_the_same_input_twice_is_encoded_once(run, tmp_path):
 
 
 def test_another_models_tokens_name_the_force_flag(run, tmp_path, model_dir):
-    from simvq_audio.tokenizer import Tokenizer
+    from simvq_audio.inference import Tokenizer
     from simvq_audio.tokens.format import read_tokens
 
     path, _ = _tokens(run, tmp_path)

@@ -40,7 +40,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer(model_dir):
-    from simvq_audio.tokenizer import Tokenizer
+    from simvq_audio.inference import Tokenizer
 
     return Tokenizer.from_pretrained(model_dir, device="cpu")
 

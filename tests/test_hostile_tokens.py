@@ -14,10 +14,11 @@ import torch
 
 from simvq_audio.cli import main
 from simvq_audio.errors import AudioError, TokenFileError
+from simvq_audio.inference import Tokenizer
+from simvq_audio.inference.file_decoding import MAX_DECODE_BLOCK_VALUES
 from simvq_audio.models.codec import CodecConfig, SimVQCodec
 from simvq_audio.modules.seanet import SEANetConfig
 from simvq_audio.quantization.builder import QuantizerConfig
-from simvq_audio.tokenizer import MAX_DECODE_BLOCK_VALUES, Tokenizer
 from simvq_audio.tokens import read_header, read_tokens
 from simvq_audio.tokens.format import MAX_HEADER_BYTES, TokenFile, TokenHeader, encode_header
 

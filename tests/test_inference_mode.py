@@ -7,11 +7,11 @@ import contextlib
 import pytest
 import torch
 
+from simvq_audio.inference import Tokenizer
 from simvq_audio.models.codec import CodecConfig, SimVQCodec
 from simvq_audio.modules.seanet import SEANetConfig
 from simvq_audio.quantization.builder import QuantizerConfig
 from simvq_audio.quantization.simvq import SimVQ
-from simvq_audio.tokenizer import Tokenizer
 
 MODES = {
     "inference_mode": torch.inference_mode,

@@ -1,4 +1,4 @@
-"""Tokenizer: batching equals one-at-a-time, chunking equals whole-signal, token files round trip."""
+"""Inference: batching equals one-at-a-time, chunking equals whole-signal, token files round trip."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import soundfile as sf
 import torch
 
 from simvq_audio.audio.io import load_audio
-from simvq_audio.chunking import StreamChunker, batch_groups, iter_windows, plan_chunks, split_samples
 from simvq_audio.errors import AudioError, TokenFileError
+from simvq_audio.inference import DecodedFile, EncodedBatch, Tokenizer, resolve_device
+from simvq_audio.inference.batching import batch_groups
+from simvq_audio.inference.windows import StreamChunker, iter_windows, plan_chunks, split_samples
 from simvq_audio.models.codec import CodecConfig, SimVQCodec
 from simvq_audio.modules.seanet import SEANetConfig
 from simvq_audio.quantization.builder import QuantizerConfig
-from simvq_audio.tokenizer import Tokenizer, resolve_device
 from simvq_audio.tokens.format import TokenFile
 
 
@@ -91,14 +92,32 @@ def test_batched_equals_single(model, batch_invariant):
     rng = np.random.default_rng(2)
     wavs = [noise(int(n), seed=i) for i, n in enumerate(rng.integers(16, 2000, 7))]
     tk = Tokenizer(model, batch_size=4, batch_invariant=batch_invariant)
-    batched = tk.encode(wavs)
-    for w, codes in zip(wavs, batched, strict=True):
+    batch = tk.encode_batch(wavs)
+    frames = [-(-len(w) // 16) for w in wavs]
+    assert isinstance(batch, EncodedBatch) and batch.audio_codes.shape == (7, 1, max(frames))
+    assert batch.padding_mask.dtype == torch.bool and batch.lengths.tolist() == frames
+    assert batch.n_samples.tolist() == [len(w) for w in wavs]
+    assert not batch.audio_codes.masked_select(~batch.padding_mask[:, None, :]).any()  # padding is 0
+    for w, codes in zip(wavs, batch.unpad(), strict=True):
         assert torch.equal(codes, tk.encode(w))
-        assert codes.shape[-1] == -(-len(w) // 16)
-    decoded = tk.decode(batched, [len(w) for w in wavs])
-    for w, codes, audio in zip(wavs, batched, decoded, strict=True):
+    decoded = tk.decode_batch(batch)  # lengths from the batch: each item's own
+    as_list = tk.decode_batch(batch.unpad(), lengths=[len(w) for w in wavs])
+    padded = tk.decode_batch(batch.audio_codes, batch.padding_mask, lengths=[len(w) for w in wavs])
+    for w, codes, audio, a, b in zip(wavs, batch.unpad(), decoded, as_list, padded, strict=True):
         assert audio.shape == (1, len(w))
         torch.testing.assert_close(audio, tk.decode(codes, len(w)), atol=1e-5, rtol=0)
+        assert torch.equal(audio, a) and torch.equal(audio, b)
+
+
+def test_batch_with_one_rate_per_item(model):
+    tk = Tokenizer(model)
+    items = [noise(2205, seed=1), noise(1600, seed=2)]
+    batch = tk.encode_batch(items, sample_rate=[22050, 16000])
+    assert torch.equal(batch.unpad()[0], tk.encode(items[0], 22050))
+    with pytest.raises(ValueError, match="one rate per item"):
+        tk.encode_batch(items, sample_rate=[16000])
+    with pytest.raises(TypeError, match="encode_batch"):
+        tk.encode(items)
 
 
 def test_encode_resamples_and_downmixes(model):
@@ -216,3 +235,36 @@ def test_streamed_file_failing_midway_does_not_stop_the_others(model, tmp_path):
     assert isinstance(results[tmp_path / "good.wav"], TokenFile)
     error = results[tmp_path / "late_nan.wav"]
     assert isinstance(error, AudioError) and "NaN" in str(error)
+
+
+def test_decode_files_batches_short_files_and_streams_long_ones(model, tmp_path):
+    tk = Tokenizer(model, chunk_seconds=0.5, context_seconds=0.05, batch_size=2)
+    lengths = {"a": 3000, "b": 4000, "long": 22050 * 2}
+    for name, n in lengths.items():
+        sf.write(tmp_path / f"{name}.wav", noise(n, seed=n), 16000 if name != "long" else 22050)
+        tk.save_tokens(tmp_path / f"{name}.svqt", tk.encode_file(tmp_path / f"{name}.wav"))
+    (tmp_path / "bad.svqt").write_bytes(b"SVQT nonsense")
+    other = Tokenizer(tiny_model(seed=1))
+    other.save_tokens(tmp_path / "other.svqt", other.encode_file(tmp_path / "a.wav"))
+    paths = [tmp_path / f"{n}.svqt" for n in ("a", "b", "long", "bad", "other")]
+    results = dict(tk.decode_files(paths))
+    assert set(results) == set(paths)
+    assert isinstance(results[paths[3]], TokenFileError) and isinstance(results[paths[4]], TokenFileError)
+    streamed = results[paths[2]]
+    assert isinstance(streamed, DecodedFile) and streamed.audio is None  # decoded while written
+    for path in paths[:3]:
+        results[path].write(tmp_path / f"{path.stem}.out.wav")
+        info = sf.info(str(tmp_path / f"{path.stem}.out.wav"))
+        assert info.frames == lengths[path.stem]
+        expected, _ = tk.decode_tokens(tk.load_tokens(path))
+        got, _ = sf.read(tmp_path / f"{path.stem}.out.wav", dtype="float32", always_2d=True)
+        np.testing.assert_allclose(got.T, expected, atol=2 / 32768)  # 16-bit PCM
+    assert isinstance(dict(tk.decode_files([paths[4]], force=True))[paths[4]], DecodedFile)
+
+
+def test_spec_is_the_header_identity(model, tmp_path):
+    sf.write(tmp_path / "a.wav", noise(3000), 16000)
+    tk = Tokenizer(model)
+    header = tk.encode_file(tmp_path / "a.wav").header
+    assert header.spec == tk.spec == model.spec
+    assert (tk.spec.model_id, tk.spec.dtype, tk.spec.frame_rate) == (model.model_id, "uint16", 1000.0)

@@ -30,7 +30,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, chunking: bool = True) 
                         help="files (or windows of long files) per batch (default 8); on a CPU the encoder "
                              "still takes each window alone, so tokens never depend on the batch")
     if chunking:
-        from ..tokenizer import DEFAULT_CHUNK_SECONDS
+        from ..inference.tokenizer import DEFAULT_CHUNK_SECONDS
 
         parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS, metavar="S",
                             help="audio longer than this is processed in windows of S seconds with a little "
@@ -47,7 +47,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_tokenizer(args: argparse.Namespace):
     """A ``Tokenizer`` from the ``add_model_arguments`` options."""
-    from ..tokenizer import Tokenizer, resolve_device
+    from ..inference import Tokenizer, resolve_device
 
     if args.batch_size < 1:
         raise SimVQError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -1,14 +1,14 @@
 """``simvq-audio decode TOKENS... -o OUTPUT``: ``.svqt`` token files or folders -> audio files.
 
 Audio comes back at each file's original sample rate, channel count and length. Short files are
-decoded in batches; long ones window by window straight to disk.
+decoded in batches; long ones window by window straight to disk (``Tokenizer.decode_files``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from . import common
@@ -41,41 +41,6 @@ def find_token_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _decoded(tokenizer, jobs: list[common.Job], force: bool) -> Iterator[tuple[common.Job, object]]:
-    """``(job, write)`` where ``write()`` decodes (if not done yet) and writes the output, or ``(job, error)``.
-
-    Short token files are decoded in batches before their ``write`` is handed out; long ones are
-    decoded window by window inside ``write``, straight to disk.
-    """
-    from ..audio.io import write_audio
-    from ..errors import SimVQError
-
-    batch: list = []
-
-    def flush():
-        decoded = tokenizer.decode_tokens([tf for _, tf in batch], force=force)
-        for (job, _), (audio, rate) in zip(batch, decoded, strict=True):
-            yield job, lambda job=job, audio=audio, rate=rate: write_audio(job.output, audio, rate)
-        batch.clear()
-
-    for job in jobs:
-        try:
-            tf = tokenizer.load_tokens(job.source)
-            tokenizer.check_tokens(tf.header, force=force, name=str(job.source))
-        except SimVQError as exc:
-            yield job, exc
-            continue
-        if tokenizer.should_stream(tf.header):
-            yield job, lambda job=job, tf=tf: tokenizer.decode_to_file(tf, job.output, force=force,
-                                                                        name=str(job.source))
-            continue
-        batch.append((job, tf))
-        if len(batch) >= tokenizer.batch_size:
-            yield from flush()
-    if batch:
-        yield from flush()
-
-
 def _duration(path: Path) -> float:
     from ..errors import SimVQError
     from ..tokens.format import read_header
@@ -104,10 +69,12 @@ def _decode(args: argparse.Namespace, todo: list[common.Job], summary: common.Su
     tokenizer = common.load_tokenizer(args)
     summary.model_loaded()
     durations = {job.source: _duration(job.source) for job in todo}
+    output_of = {job.source: job.output for job in todo}
     with common.progress_bar(sum(durations.values()), args.quiet, desc="decoding") as bar:
-        for job, write in _decoded(tokenizer, todo, args.force):
-            if not common.write_output("decode", job.output, write, summary):
+        for source, result in tokenizer.decode_files(output_of, force=args.force):
+            outcome = result if isinstance(result, Exception) else partial(result.write, output_of[source])
+            if not common.write_output("decode", output_of[source], outcome, summary):
                 continue
             summary.done += 1
-            summary.seconds += durations[job.source]
-            bar.update(durations[job.source])
+            summary.seconds += durations[source]
+            bar.update(durations[source])

@@ -150,8 +150,8 @@ class _ModelSystem:
     """The SimVQ model seen as one more system: encode, count codes, decode."""
 
     def __init__(self, model: str, device: str, tokenizer=None):
+        from ..inference import Tokenizer
         from ..models.pretrained import resolve_model_dir
-        from ..tokenizer import Tokenizer
 
         self.tokenizer = tokenizer if tokenizer is not None else Tokenizer.from_pretrained(model, device=device)
         self.name = self.tokenizer.model_name

@@ -13,19 +13,12 @@ Units: ``Chunk`` fields are frames; sample positions are ``frame * hop``.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .audio.io import AudioInfo, StreamResampler, iter_audio_blocks, load_audio
-from .errors import AudioError
-
-READ_BLOCK_SECONDS = 10.0  # file blocks read at a time when streaming
+from ..errors import AudioError
 
 
 @dataclass(frozen=True)
@@ -143,28 +136,6 @@ class StreamChunker:
         return [self._emit(chunk) for chunk in plan if chunk.keep_start >= self._next_keep]
 
 
-@functools.cache
-def _malloc_trim():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to do
-        return None
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by the last batch back to the operating system (glibc ``malloc_trim``).
-
-    Without it, glibc keeps freed activation buffers in its heap and fragments it: over an hour
-    of audio in 30 s windows the resident set grows by hundreds of MB although nothing is live
-    (measured on a small model: 322 -> 608 MB without trimming, flat at ~270 MB with it). Costs ~1 ms.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 def check_length(n_samples: int, hop: int, sample_rate: int, label: str) -> None:
     """``AudioError`` for audio with no samples or shorter than one frame (``hop`` samples)."""
     if n_samples == 0:
@@ -178,66 +149,3 @@ def iter_windows(blocks: Iterator[np.ndarray], chunker: StreamChunker) -> Iterat
     for block in blocks:
         yield from chunker.push(block)
     yield from chunker.finish()
-
-
-def batch_groups(sizes: list[int], batch_size: int, max_batch_samples: int) -> list[list[int]]:
-    """Group item indices into batches of similar size.
-
-    Items are sorted by ``sizes`` (samples, or frames times hop) and taken in order; a batch holds at
-    most ``batch_size`` items and, once zero-padded to its longest item, at most ``max_batch_samples``
-    samples (a single item larger than that still gets a batch of its own).
-    """
-    if batch_size < 1 or max_batch_samples < 1:
-        raise ValueError(f"need batch_size >= 1 and max_batch_samples >= 1, got {batch_size}, {max_batch_samples}")
-    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        # Sorted ascending, so the padded size of the batch with item i is (len + 1) * sizes[i].
-        if current and (len(current) >= batch_size or (len(current) + 1) * sizes[i] > max_batch_samples):
-            groups.append(current)
-            current = []
-        current.append(i)
-    if current:
-        groups.append(current)
-    return groups
-
-
-class FileWindows:
-    """The windows of one audio file at a model's rate and channel count, as ``(Chunk, samples [C, n])``.
-
-    Files that fit in one window are read whole (``load_audio``); longer ones are streamed from disk
-    in blocks, downmixed and resampled exactly on the fly (``StreamResampler``), so they never sit in
-    memory. Either way the windows equal ``split_samples`` on the whole converted signal. After
-    iteration, ``n_samples`` (model rate) and ``original_n_samples`` (file rate) are set.
-    Raises ``AudioError`` (naming the file) while iterating.
-    """
-
-    def __init__(self, path: Path, info: AudioInfo, sample_rate: int, channels: int, hop: int,
-                 chunk_frames: int, context_frames: int):
-        self.path, self.info = Path(path), info
-        self.sample_rate, self.channels, self.hop = sample_rate, channels, hop
-        self.chunk_frames, self.context_frames = chunk_frames, context_frames
-        self.n_samples = 0
-        self.original_n_samples = 0
-
-    def __iter__(self) -> Iterator[tuple[Chunk, np.ndarray]]:
-        expected = int(self.info.frames * self.sample_rate / self.info.sample_rate)
-        if n_frames_for(expected, self.hop) <= self.chunk_frames:
-            audio = load_audio(self.path, self.sample_rate, self.channels)
-            self.n_samples, self.original_n_samples = audio.samples.shape[-1], audio.original_n_samples
-            check_length(self.n_samples, self.hop, self.sample_rate, str(self.path))
-            yield from split_samples(audio.samples, self.hop, self.chunk_frames, self.context_frames)
-            return
-        chunker = StreamChunker(self.hop, self.chunk_frames, self.context_frames, self.channels)
-        yield from iter_windows(self._blocks(chunker), chunker)
-        self.n_samples = chunker.n_samples
-
-    def _blocks(self, chunker: StreamChunker) -> Iterator[np.ndarray]:
-        resampler = StreamResampler(self.info.sample_rate, self.sample_rate, self.channels)
-        block_samples = max(1, int(READ_BLOCK_SECONDS * self.info.sample_rate))
-        for block in iter_audio_blocks(self.path, block_samples, channels=self.channels):
-            self.original_n_samples += block.shape[-1]
-            yield resampler.process(block)
-        yield resampler.process(np.zeros((self.channels, 0), np.float32), last=True)
-        check_length(chunker.n_samples, self.hop, self.sample_rate, str(self.path))
