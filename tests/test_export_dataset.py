@@ -14,10 +14,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from simvq_audio.corpus.format import FAILURES_NAME, META_NAME, ShardFiles, read_index, read_meta
+from simvq_audio.corpus.plan import CorpusEntry, list_inputs, plan_shards
+from simvq_audio.corpus.writer import finalize_corpus, write_corpus, write_shards
 from simvq_audio.errors import SimVQError, TokenFileError
-from simvq_audio.export.exporter import export_corpus, export_shards, finalize_export
-from simvq_audio.export.format import FAILURES_NAME, META_NAME, ShardFiles, read_index, read_meta
-from simvq_audio.export.plan import CorpusEntry, ModelInfo, list_inputs, plan_shards
+from simvq_audio.models.spec import ModelSpec
 
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "speech-lm.md"
@@ -65,8 +66,8 @@ def audio_dir(tmp_path_factory) -> Path:
 
 def _export(tokenizer, input_path, out, shard_size=2, **kwargs):
     entries, root = list_inputs(input_path)
-    plan = plan_shards(entries, ModelInfo.from_tokenizer(tokenizer), root, shard_size=shard_size)
-    report, meta = export_corpus(tokenizer, plan, out, **kwargs)
+    plan = plan_shards(entries, tokenizer.spec, root, shard_size=shard_size)
+    report, meta = write_corpus(tokenizer, plan, out, **kwargs)
     return plan, report, meta
 
 
@@ -104,7 +105,7 @@ def test_meta_and_index_are_consistent(exported, tokenizer, audio_dir):
 
 
 def test_tokens_equal_tokenizer_encode(exported, tokenizer, audio_dir):
-    from simvq_audio.data import TokenDataset
+    from simvq_audio.corpus import TokenDataset
 
     out = exported[0]
     dataset = TokenDataset(out, return_meta=True)
@@ -125,7 +126,7 @@ def test_corrupt_file_is_reported_and_skipped(exported):
 
 
 def test_rerun_rebuilds_only_a_deleted_shard_and_cli_exits_nonzero(exported, model_dir, audio_dir, tmp_path, capsys):
-    from simvq_audio.export.__main__ import main
+    from simvq_audio.export_dataset import main
 
     out = tmp_path / "tokens"
     shutil.copytree(exported[0], out)
@@ -146,20 +147,20 @@ def test_rerun_rebuilds_only_a_deleted_shard_and_cli_exits_nonzero(exported, mod
 def test_two_processes_equal_one(exported, tokenizer, tmp_path):
     out, plan, _, _ = exported
     two = tmp_path / "two"
-    reports = [export_shards(tokenizer, plan, two, num_processes=2, process_index=p) for p in (0, 1)]
+    reports = [write_shards(tokenizer, plan, two, num_processes=2, process_index=p) for p in (0, 1)]
     assert [r.encoded for r in reports] == [[0, 2], [1, 3]]
     assert not (two / META_NAME).exists()
     with pytest.raises(SimVQError, match="unfinished"):
-        finalize_export(tmp_path / "empty", plan)
-    finalize_export(two, plan)
+        finalize_corpus(tmp_path / "empty", plan)
+    finalize_corpus(two, plan)
     assert _files(two) == _files(out)
 
 
 def test_unfinished_and_mismatched_exports_are_refused(exported, tokenizer, audio_dir, tmp_path):
-    from simvq_audio.data import TokenDataset
+    from simvq_audio.corpus import TokenDataset
 
     out, plan, _, _ = exported
-    export_shards(tokenizer, plan, tmp_path / "part", num_processes=2, process_index=1)
+    write_shards(tokenizer, plan, tmp_path / "part", num_processes=2, process_index=1)
     with pytest.raises(TokenFileError, match="not finished"):
         TokenDataset(tmp_path / "part")
     with pytest.raises(SimVQError, match="plan.json differs"):
@@ -167,7 +168,7 @@ def test_unfinished_and_mismatched_exports_are_refused(exported, tokenizer, audi
 
 
 def test_manifest_input_keeps_labels(tokenizer, audio_dir, tmp_path):
-    from simvq_audio.data import TokenDataset
+    from simvq_audio.corpus import TokenDataset
 
     lines = [{"path": "utt0.flac", "duration": 0.15, "speaker": "s1", "text": "hello", "split": "a"},
              {"path": str(audio_dir / "b" / "utt1.flac"), "duration": 0.2, "id": "x1", "split": "b"}]
@@ -199,7 +200,7 @@ def test_folder_durations_from_headers(audio_dir):
 
 
 def test_plan_is_a_pure_function_of_the_sorted_inputs():
-    info = ModelInfo("id", "m", 16000, 50.0, 320, 1024, 1)
+    info = ModelSpec("id", "m", 16000, 50.0, 320, 1024, 1)
     entries = [CorpusEntry(path=Path(f"/d/{i}.wav"), source=f"{i:02d}.wav", id=str(i), duration=0.1 * (i % 7 + 1))
                for i in range(23)]
     shuffled = entries[::-1][5:] + entries[::-1][:5]
@@ -244,7 +245,7 @@ def test_shards_are_small_by_duration_by_default_and_a_rerun_keeps_its_setting(e
     """A killed export loses only its shard in progress, so the default shard is 10 minutes of audio,
     not 1,000 utterances (an hour of CPU work); a rerun without options resumes with the folder's own."""
     from simvq_audio.commands.export_dataset import DEFAULT_SHARD_SECONDS
-    from simvq_audio.export.__main__ import main
+    from simvq_audio.export_dataset import main
 
     fresh = tmp_path / "fresh"
     main([str(audio_dir), "-o", str(fresh), "--model", str(model_dir), "--device", "cpu", "-q"])

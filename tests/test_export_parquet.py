@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from simvq_audio.cli import main
-from simvq_audio.data.token_dataset import TokenDataset
+from simvq_audio.corpus.dataset import TokenDataset
 from simvq_audio.models.codec import CodecConfig, SimVQCodec
 from simvq_audio.modules.seanet import SEANetConfig
 from simvq_audio.quantization.builder import QuantizerConfig

@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from simvq_audio.data import TokenDataset
-from simvq_audio.data.token_dataset import collate, flatten_codebooks, unflatten_codebooks
+from simvq_audio.corpus import TokenDataset
+from simvq_audio.corpus.dataset import collate, flatten_codebooks, unflatten_codebooks
+from simvq_audio.corpus.format import ShardFiles
+from simvq_audio.corpus.plan import CorpusEntry, plan_shards
+from simvq_audio.corpus.writer import write_corpus
 from simvq_audio.errors import SimVQError, TokenFileError
-from simvq_audio.export.exporter import export_corpus
-from simvq_audio.export.format import ShardFiles
-from simvq_audio.export.plan import CorpusEntry, ModelInfo, plan_shards
+from simvq_audio.models.spec import ModelSpec
 
 LENGTHS = (5, 12, 3, 20, 8, 6, 1)  # frames per utterance
 SPLITS = ("train", "dev", "train", "train", "dev", "train", "train")
@@ -43,11 +44,11 @@ class FakeTokenizer:
 
 
 def make_corpus(out: Path, n_q: int = 3, k: int = 50, shard_size: int = 3) -> Path:
-    info = ModelInfo("fake", "fake", 16000, 50.0, 320, k, n_q)
+    info = ModelSpec("fake", "fake", 16000, 50.0, 320, k, n_q)
     entries = [CorpusEntry(path=Path(f"/data/{u}.wav"), source=f"{u}.wav", id=f"u{u}", speaker=f"s{u % 2}",
                            split=SPLITS[u]) for u in range(len(LENGTHS))]
     plan = plan_shards(entries, info, "/data", shard_size=shard_size)
-    export_corpus(FakeTokenizer(n_q, k), plan, out)
+    write_corpus(FakeTokenizer(n_q, k), plan, out)
     return out
 
 

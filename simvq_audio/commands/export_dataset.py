@@ -1,6 +1,6 @@
 """``simvq-audio export-dataset INPUT -o DIR``: a corpus as sharded token files for speech LMs.
 
-Several processes/GPUs: ``accelerate launch --multi_gpu --num_processes N -m simvq_audio.export INPUT -o DIR``
+Several processes/GPUs: ``accelerate launch --multi_gpu --num_processes N -m simvq_audio.export_dataset INPUT -o DIR``
 (or this command under ``accelerate launch``); each process encodes every N-th shard.
 """
 
@@ -62,8 +62,8 @@ def _shard_setting(args: argparse.Namespace, frame_rate: float) -> tuple[int | N
     import json
     import math
 
+    from ..corpus.format import PLAN_NAME
     from ..errors import SimVQError
-    from ..export.format import PLAN_NAME
 
     if args.shard_size is not None or args.shard_frames is not None:
         return args.shard_size, args.shard_frames
@@ -81,12 +81,12 @@ def _shard_setting(args: argparse.Namespace, frame_rate: float) -> tuple[int | N
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export.exporter import export_corpus, read_failures
-    from ..export.plan import ModelInfo, list_inputs, plan_shards
+    from ..corpus.plan import list_inputs, plan_shards
+    from ..corpus.writer import read_failures, write_corpus
 
     parquet = getattr(args, "format", "bin") == "parquet"
     if parquet:
-        from ..export.parquet import check_pyarrow
+        from ..corpus.parquet import check_pyarrow
 
         check_pyarrow()  # before hours of encoding, not after
     state = _distributed_state(str(args.device))
@@ -96,19 +96,19 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args)
     shard_size, shard_frames = _shard_setting(args, tokenizer.frame_rate)
     entries, root = list_inputs(args.input, with_durations=shard_frames is not None)
-    plan = plan_shards(entries, ModelInfo.from_tokenizer(tokenizer), root,
+    plan = plan_shards(entries, tokenizer.spec, root,
                        shard_size=shard_size, shard_frames=shard_frames)
 
     def on_failure(entry, message: str) -> None:
         where = "" if entry.source in message or str(entry.path) in message else f"{entry.source}: "
         report_failure("export-dataset", Exception(f"{where}{message} (skipped)"))
 
-    report, meta = export_corpus(tokenizer, plan, args.output, state=state, batch_size=args.batch_size,
+    report, meta = write_corpus(tokenizer, plan, args.output, state=state, batch_size=args.batch_size,
                                  on_failure=on_failure, progress=is_main and not args.quiet and sys.stderr.isatty())
     if meta is None:  # not the main process: only answer for our own shards
         return 1 if report.failures else 0
     if parquet:
-        from ..export.parquet import write_parquet
+        from ..corpus.parquet import write_parquet
 
         write_parquet(args.output, manifest=None if args.input.is_dir() else args.input)
     hours = f"{meta.duration / 3600:.2f} h" if meta.duration >= 360 else f"{meta.duration:.1f} s"

@@ -1,4 +1,4 @@
-"""Data: manifests (JSONL lists of audio files), the training dataset, corpus recipes.
+"""Data: manifests (JSONL lists of audio files), the training dataset, corpus recipes (token corpora: ``simvq_audio.corpus``).
 
 Names are imported on first use so that ``import simvq_audio.data`` stays light (no torch).
 """
@@ -15,7 +15,6 @@ _EXPORTS = {
     "build_manifest": "manifest",
     "AudioDataset": "dataset",
     "collate_audio": "dataset",
-    "TokenDataset": "token_dataset",
 }
 
 __all__ = sorted(_EXPORTS)

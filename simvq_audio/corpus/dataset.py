@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import SimVQError, TokenFileError
-from ..export.format import META_NAME, CorpusMeta, ShardFiles, expected_bin_size, read_index, read_meta
 from ..modules.conv import length_mask
+from .format import META_NAME, CorpusMeta, ShardFiles, expected_bin_size, read_index, read_meta
 
 
 class TokenDataset(Dataset):

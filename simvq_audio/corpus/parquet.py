@@ -14,6 +14,7 @@ codebook size, number of codebooks, codes layout). Requires ``pyarrow`` (``pip i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -46,12 +47,8 @@ def _pyarrow():
 
 def model_spec(meta: CorpusMeta) -> dict:
     """The model spec stored in each parquet file's schema metadata under ``simvq_audio``."""
-    return {
-        "model_id": meta.model_id, "model_name": meta.model_name, "sample_rate": meta.sample_rate,
-        "frame_rate": meta.frame_rate, "hop_length": meta.hop_length, "codebook_size": meta.codebook_size,
-        "n_codebooks": meta.n_codebooks,
-        "codes_layout": "n_frames" if meta.n_codebooks == 1 else "n_codebooks,n_frames",
-    }
+    return {**dataclasses.asdict(meta.spec),
+            "codes_layout": "n_frames" if meta.n_codebooks == 1 else "n_codebooks,n_frames"}
 
 
 def manifest_extras(manifest: str | os.PathLike) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""On-disk format of an exported token corpus (read by ``TokenDataset``, written by the exporter).
+"""On-disk format of a token corpus (read by ``TokenDataset``, written by ``writer``).
 
 A corpus folder holds::
 
@@ -18,6 +18,7 @@ See docs/speech-lm.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ import numpy as np
 
 from ..dataclass_dicts import ConfigError, from_dict, to_dict
 from ..errors import TokenFileError
+from ..models.spec import ModelSpec
+from ..models.spec import codes_dtype as spec_codes_dtype
 
 FORMAT_NAME = "simvq-audio-token-corpus"
 FORMAT_VERSION = 1
@@ -39,8 +42,8 @@ INDEX_FIELDS = ("id", "source", "speaker", "text", "split", "shard", "offset", "
 
 
 def codes_dtype(codebook_size: int) -> np.dtype:
-    """Little-endian ``uint16`` when every code fits (``K <= 65536``), else ``uint32``."""
-    return np.dtype("<u2") if codebook_size <= 1 << 16 else np.dtype("<u4")
+    """The token files' ``models.spec.codes_dtype``, little-endian: ``<u2`` when ``K <= 65536``, else ``<u4``."""
+    return spec_codes_dtype(codebook_size).newbyteorder("<")
 
 
 def shard_name(index: int) -> str:
@@ -120,6 +123,16 @@ class CorpusMeta:
     byte_order: str = "little"
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def of(cls, spec: ModelSpec, **corpus_fields) -> CorpusMeta:
+        """The meta of a corpus of ``spec``'s codes; ``corpus_fields``: totals, shards, source root, plan hash."""
+        return cls(**dataclasses.asdict(spec), dtype=spec.dtype, **corpus_fields)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The identity of the model that made the codes."""
+        return ModelSpec.of(self)
 
     @property
     def numpy_dtype(self) -> np.dtype:

@@ -1,4 +1,4 @@
-"""What an export does: the sorted list of input utterances and their grouping into shards.
+"""What a corpus holds: the sorted list of input utterances and their grouping into shards.
 
 The plan is a pure function of the input (manifest or folder), the model and the shard
 settings, so every process of a multi-process export, and every rerun, computes the same
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import SimVQError
+from ..models.spec import ModelSpec
 from .format import FORMAT_VERSION, LAYOUT, codes_dtype, shard_name
 
 
@@ -33,34 +34,12 @@ class CorpusEntry:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """The tokenizer properties a corpus records."""
-
-    model_id: str
-    model_name: str
-    sample_rate: int
-    frame_rate: float
-    hop_length: int
-    codebook_size: int
-    n_codebooks: int
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer) -> ModelInfo:
-        return cls(
-            model_id=str(tokenizer.model_id), model_name=str(tokenizer.model_name),
-            sample_rate=int(tokenizer.sample_rate), frame_rate=float(tokenizer.frame_rate),
-            hop_length=int(tokenizer.hop_length), codebook_size=int(tokenizer.codebook_size),
-            n_codebooks=int(tokenizer.n_codebooks),
-        )
-
-
-@dataclass(frozen=True)
-class ExportPlan:
+class CorpusPlan:
     """Entries sorted by ``source``; shard ``i`` holds ``entries[bounds[i]:bounds[i + 1]]``."""
 
     entries: tuple[CorpusEntry, ...]
     bounds: tuple[int, ...]
-    model: ModelInfo
+    model: ModelSpec
     source_root: str
     shard_size: int | None = None
     shard_frames: int | None = None
@@ -171,8 +150,8 @@ def _check_unique(entries: list[CorpusEntry], where: Path) -> None:
         seen_ids[e.id] = e.source
 
 
-def plan_shards(entries: list[CorpusEntry], model: ModelInfo, source_root: str | os.PathLike,
-                shard_size: int | None = 1000, shard_frames: int | None = None) -> ExportPlan:
+def plan_shards(entries: list[CorpusEntry], model: ModelSpec, source_root: str | os.PathLike,
+                shard_size: int | None = 1000, shard_frames: int | None = None) -> CorpusPlan:
     """Group sorted ``entries`` into shards of ``shard_size`` utterances or of about ``shard_frames`` frames.
 
     With ``shard_frames``, frames are estimated from durations (``ceil(duration * frame_rate)``) and a
@@ -201,5 +180,5 @@ def plan_shards(entries: list[CorpusEntry], model: ModelInfo, source_root: str |
             filled += frames
     if entries:
         bounds.append(len(entries))
-    return ExportPlan(entries=tuple(entries), bounds=tuple(bounds), model=model, source_root=str(source_root),
+    return CorpusPlan(entries=tuple(entries), bounds=tuple(bounds), model=model, source_root=str(source_root),
                       shard_size=shard_size, shard_frames=shard_frames)

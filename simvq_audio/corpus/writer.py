@@ -3,7 +3,7 @@
 Process ``p`` of ``n`` encodes the shards ``i`` with ``i % n == p``. Each shard is written as
 ``.bin`` (temp + rename), then its failures (if any), then its index (temp + rename), so an
 index on disk means a finished shard: reruns skip those and redo the rest. ``meta.json`` is
-removed while any shard is being (re)written and written by ``finalize_export`` once all are done,
+removed while any shard is being (re)written and written by ``finalize_corpus`` once all are done,
 so its presence means a complete corpus.
 """
 
@@ -34,21 +34,21 @@ from .format import (
     read_index,
     shard_name,
 )
-from .plan import CorpusEntry, ExportPlan
+from .plan import CorpusEntry, CorpusPlan
 
 FailureCallback = Callable[[CorpusEntry, str], None]
 
 
 @dataclass
 class ProcessReport:
-    """What one ``export_shards`` call did: shards encoded now, shards found finished, failures in both."""
+    """What one ``write_shards`` call did: shards encoded now, shards found finished, failures in both."""
 
     encoded: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
 
 
-def prepare_output(output_dir: str | os.PathLike, plan: ExportPlan) -> Path:
+def prepare_output(output_dir: str | os.PathLike, plan: CorpusPlan) -> Path:
     """Create the folder and record ``plan.json``; refuse a folder holding a different export."""
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
@@ -76,7 +76,7 @@ def read_failures(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def finished_records(output_dir: str | os.PathLike, plan: ExportPlan, index: int) -> list[UtteranceRecord] | None:
+def finished_records(output_dir: str | os.PathLike, plan: CorpusPlan, index: int) -> list[UtteranceRecord] | None:
     """The index of shard ``index`` if the shard is finished and consistent with the plan, else None."""
     files = ShardFiles.of(output_dir, index)
     if not files.index.is_file() or not files.bin.is_file():
@@ -101,7 +101,7 @@ def _remove_stale_temps(out: Path, index: int) -> None:
             tmp.unlink()
 
 
-def _checked_codes(result, plan: ExportPlan) -> tuple[np.ndarray, float]:
+def _checked_codes(result, plan: CorpusPlan) -> tuple[np.ndarray, float]:
     """``[T, n_q]`` codes in the corpus dtype and the source duration (s) from a ``TokenFile``."""
     header = result.header
     codes = np.asarray(result.codes)
@@ -114,7 +114,7 @@ def _checked_codes(result, plan: ExportPlan) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(codes.T, dtype=plan.dtype), float(duration)
 
 
-def _encode_shard(tokenizer, plan: ExportPlan, out: Path, index: int, batch_size: int | None,
+def _encode_shard(tokenizer, plan: CorpusPlan, out: Path, index: int, batch_size: int | None,
                   on_failure: FailureCallback | None, advance: Callable[[], None]) -> list[dict]:
     files = ShardFiles.of(out, index)
     _remove_stale_temps(out, index)
@@ -154,7 +154,7 @@ def _encode_shard(tokenizer, plan: ExportPlan, out: Path, index: int, batch_size
     return failures
 
 
-def export_shards(tokenizer, plan: ExportPlan, output_dir: str | os.PathLike, num_processes: int = 1,
+def write_shards(tokenizer, plan: CorpusPlan, output_dir: str | os.PathLike, num_processes: int = 1,
                   process_index: int = 0, batch_size: int | None = None,
                   on_failure: FailureCallback | None = None, progress: bool = False) -> ProcessReport:
     """Encode this process's unfinished shards with ``tokenizer`` (a ``simvq_audio.Tokenizer``).
@@ -174,7 +174,7 @@ def export_shards(tokenizer, plan: ExportPlan, output_dir: str | os.PathLike, nu
             report.failures += read_failures(ShardFiles.of(out, i).failures)
     if todo:
         with contextlib.suppress(FileNotFoundError):
-            (out / META_NAME).unlink()  # the corpus is incomplete until finalize_export
+            (out / META_NAME).unlink()  # the corpus is incomplete until finalize_corpus
     from tqdm.auto import tqdm
 
     total = sum(len(plan.shard_entries(i)) for i in todo)
@@ -185,7 +185,7 @@ def export_shards(tokenizer, plan: ExportPlan, output_dir: str | os.PathLike, nu
     return report
 
 
-def finalize_export(output_dir: str | os.PathLike, plan: ExportPlan) -> CorpusMeta:
+def finalize_corpus(output_dir: str | os.PathLike, plan: CorpusPlan) -> CorpusMeta:
     """Check every shard is finished, write ``failures.jsonl`` and then ``meta.json``; returns the meta.
 
     Raises ``SimVQError`` naming the first unfinished shard (a process failed: rerun the export).
@@ -206,11 +206,8 @@ def finalize_export(output_dir: str | os.PathLike, plan: ExportPlan) -> CorpusMe
         n_frames += frames
         duration += sum(r.duration for r in records)
     atomic_write_text(out / FAILURES_NAME, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in failures))
-    m = plan.model
-    meta = CorpusMeta(
-        model_id=m.model_id, model_name=m.model_name, sample_rate=m.sample_rate, frame_rate=m.frame_rate,
-        hop_length=m.hop_length, codebook_size=m.codebook_size, n_codebooks=m.n_codebooks,
-        dtype=plan.dtype.name, n_utterances=sum(s.n_utterances for s in shards), n_frames=n_frames,
+    meta = CorpusMeta.of(
+        plan.model, n_utterances=sum(s.n_utterances for s in shards), n_frames=n_frames,
         n_failed=len(failures), duration=round(duration, 3), shards=tuple(shards),
         source_root=plan.source_root, plan_sha256=plan.fingerprint(),
     )
@@ -218,7 +215,7 @@ def finalize_export(output_dir: str | os.PathLike, plan: ExportPlan) -> CorpusMe
     return meta
 
 
-def export_corpus(tokenizer, plan: ExportPlan, output_dir: str | os.PathLike, state=None,
+def write_corpus(tokenizer, plan: CorpusPlan, output_dir: str | os.PathLike, state=None,
                   batch_size: int | None = None, on_failure: FailureCallback | None = None,
                   progress: bool = False) -> tuple[ProcessReport, CorpusMeta | None]:
     """Run an export in this process; ``state`` is an ``accelerate.PartialState`` (None: single process).
@@ -227,9 +224,9 @@ def export_corpus(tokenizer, plan: ExportPlan, output_dir: str | os.PathLike, st
     Returns this process's report and, on the main process, the corpus meta (None elsewhere).
     """
     n, rank = (1, 0) if state is None else (state.num_processes, state.process_index)
-    report = export_shards(tokenizer, plan, output_dir, num_processes=n, process_index=rank,
+    report = write_shards(tokenizer, plan, output_dir, num_processes=n, process_index=rank,
                            batch_size=batch_size, on_failure=on_failure, progress=progress)
     if state is not None:
         state.wait_for_everyone()
-    meta = finalize_export(output_dir, plan) if rank == 0 else None
+    meta = finalize_corpus(output_dir, plan) if rank == 0 else None
     return report, meta
