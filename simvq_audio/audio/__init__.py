@@ -1,4 +1,4 @@
-"""Audio input/output: reading, converting (downmix, resample) and writing audio files; the log-mel of pictures (`mel`)."""
+"""Audio input/output: reading and converting (`io`: downmix, resample), writing (`write`), and the log-mel of pictures (`mel`)."""
 
 from .io import (
     AUDIO_EXTENSIONS,
@@ -12,8 +12,8 @@ from .io import (
     read_audio_info,
     resample,
     to_model_format,
-    write_audio,
 )
+from .write import write_audio
 
 __all__ = [
     "AUDIO_EXTENSIONS",

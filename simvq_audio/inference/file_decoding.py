@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.io import StreamResampler, open_audio_writer, to_model_format, write_audio
+from ..audio.io import StreamResampler, to_model_format
+from ..audio.write import open_audio_writer, write_audio
 from ..errors import AudioError, SimVQError, TokenFileError
 from ..models.spec import ModelSpec
-from ..tokens.format import TokenFile, TokenHeader, read_tokens
+from ..tokens.format import TokenFile, read_tokens
+from ..tokens.header import TokenHeader
 from .batching import Batcher
 from .inputs import check_codes
 from .windows import plan_chunks

@@ -18,7 +18,8 @@ import torch
 from ..audio.io import AudioInfo, StreamResampler, iter_audio_blocks, load_audio, read_audio_info
 from ..errors import AudioError
 from ..models.spec import ModelSpec, codes_dtype
-from ..tokens.format import TokenFile, TokenHeader, source_format_problem
+from ..tokens.format import TokenFile
+from ..tokens.header import TokenHeader, source_format_problem
 from .batching import Batcher
 from .windows import Chunk, StreamChunker, check_length, iter_windows, n_frames_for, split_samples
 

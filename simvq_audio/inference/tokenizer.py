@@ -17,7 +17,8 @@ import torch
 
 from ..models.codec import SimVQCodec
 from ..models.spec import ModelSpec
-from ..tokens.format import TokenFile, TokenHeader, read_tokens, write_tokens
+from ..tokens.format import TokenFile, read_tokens, write_tokens
+from ..tokens.header import TokenHeader
 from . import file_decoding, file_encoding
 from .batching import Batcher, BatchSettings, EncodedBatch, pad_codes, resolve_device
 from .inputs import AudioLike, CodesLike, check_codes, prepare_audio
