@@ -23,6 +23,7 @@ COMMANDS = {
     "manifest": "manifest",
     "train": "train",
     "export": "export",
+    "export-onnx": "export_onnx",
 }
 
 

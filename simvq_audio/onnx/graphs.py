@@ -1,0 +1,357 @@
+"""The codec as two export-friendly graphs: audio -> codes and codes -> audio.
+
+``EncoderGraph`` and ``DecoderGraph`` compute what ``SimVQCodec.encode`` and ``SimVQCodec.decode``
+compute, from the same weights, with only operations that ONNX exporters trace with dynamic batch
+and length:
+
+* weight norm is folded into plain convolutions (``fold_weight_norm``);
+* every padding is static: a strided convolution needs ``(-N) mod stride`` extra samples on the
+  right so that its last window is full, and reflect (or zero) padding is prefix-consistent, so
+  padding ``stride - 1`` extra samples always and letting the convolution ignore those it does not
+  reach gives the same frames without a length-dependent pad;
+* YIN's autocorrelation, computed in torch with an FFT, is the same DFT written as two matrix
+  products (``GraphYin``), and its frames are cut by a strided identity convolution;
+* the SimVQ search is the expanded L2 distance to the effective codebook ``W(C)`` in float64, so a
+  code differs from torch's exact search only where two codes are within ~1e-15 of a tie.
+
+The graphs need at least ``min_samples(codec)`` samples (``min_frames(codec)`` frames): below
+that a reflect padding would be as wide as its input, which torch handles by zero-extension and a
+static graph cannot. Padded batches are not expressed in the graphs: every item is one input, as
+the torch codec's per-item padding makes it (``runtime.OnnxCodec`` runs items alone).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
+
+from ..modules.excitation import harmonic_excitation
+
+F0_REFERENCE_HZ = 100.0  # the pitch features' unit: octaves above 100 Hz (as the codec's ``octaves``)
+
+
+def _unparametrized(module: nn.Module) -> nn.Module:
+    """A copy of parametrized ``module`` of its original class, each parametrized tensor a plain parameter.
+
+    Not ``parametrize.remove_parametrizations``: that deletes the property from the module's class,
+    which a ``copy.deepcopy`` of the module shares, so folding a copy would break the original.
+    """
+    cls = parametrize.type_before_parametrizations(module)
+    plain = cls.__new__(cls)
+    plain.__dict__.update(module.__dict__)
+    plain._parameters = dict(module._parameters)
+    plain._buffers = dict(module._buffers)
+    plain._modules = {k: v for k, v in module._modules.items() if k != "parametrizations"}
+    with torch.no_grad():
+        for name in module.parametrizations.keys():
+            plain._parameters[name] = nn.Parameter(getattr(module, name).detach().clone(), requires_grad=False)
+    return plain
+
+
+def fold_weight_norm(module: nn.Module) -> nn.Module:
+    """``module`` with every parametrized submodule (weight norm) replaced by a plain one holding the
+    current value; submodules are replaced in place, the result is returned (``module`` itself unless
+    it is parametrized).
+
+    The folded weight is the tensor the parametrization computes on each forward, so outputs are
+    bitwise unchanged; the state dict's keys change (``...parametrizations.weight.original0/1``
+    become ``...weight``), so compute a model id before folding.
+    """
+    if parametrize.is_parametrized(module):
+        module = _unparametrized(module)
+    for name, child in list(module.named_children()):
+        folded = fold_weight_norm(child)
+        if folded is not child:
+            setattr(module, name, folded)
+    return module
+
+
+# -- SEANet layers with static padding --------------------------------------------------------------
+class StaticPadConv1d(nn.Module):
+    """A padded convolution (``modules/conv.py``) whose padding does not depend on the input length."""
+
+    def __init__(self, wrapper: nn.Module):
+        super().__init__()
+        self.conv = fold_weight_norm(copy.deepcopy(wrapper.conv))
+        kernel = (self.conv.kernel_size[0] - 1) * self.conv.dilation[0] + 1
+        stride = self.conv.stride[0]
+        total = kernel - stride
+        if wrapper.causal:
+            left, right = total, 0
+        else:
+            right = total // 2
+            left = total - right
+        self.pads = (left, right + stride - 1)  # stride - 1: the most extra padding any length needs
+        self.mode = wrapper.pad_mode
+        self.stride = stride
+
+    def out_length(self, n: int) -> int:
+        return -(-n // self.stride)
+
+    def valid_for(self, n: int) -> bool:
+        """Whether an input of ``n`` samples is longer than the reflect padding (always for zeros)."""
+        return self.mode != "reflect" or n > max(self.pads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, self.pads, mode=self.mode))
+
+
+class TrimConvTranspose1d(nn.Module):
+    """A transposed convolution that trims its overlap (``modules/conv.py``), weight norm folded."""
+
+    def __init__(self, wrapper: nn.Module):
+        super().__init__()
+        self.convtr = fold_weight_norm(copy.deepcopy(wrapper.convtr))
+        kernel, stride = self.convtr.kernel_size[0], self.convtr.stride[0]
+        total = kernel - stride
+        if wrapper.causal:
+            right = math.ceil(total * wrapper.trim_right_ratio)
+        else:
+            right = total // 2
+        self.trim = (total - right, right)
+        self.stride = stride
+
+    def out_length(self, n: int) -> int:
+        return n * self.stride
+
+    def valid_for(self, n: int) -> bool:
+        return True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.convtr(x)
+        left, right = self.trim
+        return y[..., left:] if right == 0 else y[..., left:-right]
+
+
+class StaticResBlock(nn.Module):
+    """A SEANet residual unit with static-padding layers."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = nn.Sequential(*convert_layers(block.block))
+        self.shortcut = nn.Sequential(*convert_layers(block.shortcut))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.block(x)
+
+
+def convert_layers(layers: nn.Module) -> list[nn.Module]:
+    """SEANet layers (a ``Sequential`` or one module) as export-friendly modules, by what they hold:
+    a padded convolution has ``conv`` and ``pad_mode``, a trimmed transposed one ``convtr``, a
+    residual unit ``block`` and ``shortcut``; activations, identities and the LSTM are kept."""
+    modules = layers if isinstance(layers, nn.Sequential) else [layers]
+    out: list[nn.Module] = []
+    for layer in modules:
+        if hasattr(layer, "conv") and hasattr(layer, "pad_mode"):
+            out.append(StaticPadConv1d(layer))
+        elif hasattr(layer, "convtr"):
+            out.append(TrimConvTranspose1d(layer))
+        elif hasattr(layer, "block") and hasattr(layer, "shortcut"):
+            out.append(StaticResBlock(layer))
+        elif isinstance(layer, (nn.ELU, nn.GELU, nn.LeakyReLU, nn.SiLU, nn.Identity)) or hasattr(layer, "lstm"):
+            out.append(copy.deepcopy(layer))
+        else:
+            raise NotImplementedError(f"no ONNX graph for layer {type(layer).__name__}")
+    return out
+
+
+def _lengths_ok(layers: list[nn.Module], n: int) -> tuple[bool, int]:
+    """Whether ``n`` input samples pass ``layers`` without a padding as wide as its input; output length."""
+    for layer in layers:
+        if isinstance(layer, StaticResBlock):
+            for part in (*layer.shortcut, *layer.block):
+                if isinstance(part, StaticPadConv1d) and not part.valid_for(n):
+                    return False, n
+        elif isinstance(layer, (StaticPadConv1d, TrimConvTranspose1d)):
+            if not layer.valid_for(n):
+                return False, n
+            n = layer.out_length(n)
+    return True, n
+
+
+# -- YIN without an FFT -----------------------------------------------------------------------------
+class GraphYin(nn.Module):
+    """``yin`` of ``modules/yin.py`` (de Cheveigne & Kawahara) as an export-friendly module.
+
+    Same frames, window, thresholds and interpolation; the autocorrelation ``r(tau) = sum_j
+    x_j x_{j + tau}`` is the same zero-padded DFT product, written as matrix products with constant
+    DFT matrices (``[length, n_fft/2+1]`` forward, ``[n_fft/2+1, tau_max+1]`` inverse).
+    ``forward(wav [B, N]) -> (f0 [B, T] Hz, voiced [B, T] bool)``.
+    """
+
+    def __init__(self, sample_rate: int, hop_length: int, fmin: float = 60.0, fmax: float = 500.0,
+                 threshold: float = 0.15, silence_db: float = -40.0):
+        super().__init__()
+        self.sample_rate, self.hop = sample_rate, hop_length
+        self.tau_min, self.tau_max = max(2, int(sample_rate / fmax)), int(math.ceil(sample_rate / fmin))
+        self.w = w = self.tau_max
+        self.length = length = w + self.tau_max + 1
+        self.left = w // 2 - hop_length // 2
+        self.threshold, self.silence = threshold, 10 ** (silence_db / 20)
+        n_fft = 1 << (length + w - 1).bit_length()
+        bins = n_fft // 2 + 1
+        j = np.arange(length)[:, None]
+        k = np.arange(bins)[None, :]
+        angle = 2 * np.pi * ((j * k) % n_fft) / n_fft
+        forward = np.concatenate([np.cos(angle), -np.sin(angle)], 1)  # [length, 2 * bins]: re, im
+        taus = np.arange(self.tau_max + 1)[None, :]
+        weight = np.full((bins, 1), 2.0)
+        weight[0] = weight[-1] = 1.0  # irfft counts the DC and Nyquist bins once
+        inv_angle = 2 * np.pi * ((np.arange(bins)[:, None] * taus) % n_fft) / n_fft
+        inverse = np.concatenate([weight * np.cos(inv_angle), -weight * np.sin(inv_angle)], 0) / n_fft
+        self.register_buffer("dft", torch.from_numpy(forward).float(), persistent=False)
+        self.register_buffer("idft", torch.from_numpy(inverse).float(), persistent=False)
+        self.register_buffer("eye", torch.eye(length)[:, None, :], persistent=False)
+        self.register_buffer("taus", torch.arange(self.tau_max + 1), persistent=False)
+        self.bins = bins
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` -> ``[B, T, length]``, frame ``t`` starting ``w / 2`` before its centre."""
+        left = self.left
+        x = F.pad(x, (max(left, 0), self.length - 1 - left))
+        if left < 0:
+            x = x[:, -left:]
+        # A strided identity convolution cuts the frames (exact: one product by 1 per output).
+        return F.conv1d(x[:, None, :], self.eye, stride=self.hop).transpose(1, 2)
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = self.frames(wav.float())
+        frames = frames - frames.mean(-1, keepdim=True)
+        w, bins = self.w, self.bins
+        spec = frames @ self.dft
+        head = frames[..., :w] @ self.dft[:w]
+        s_re, s_im, h_re, h_im = spec[..., :bins], spec[..., bins:], head[..., :bins], head[..., bins:]
+        product = torch.cat([s_re * h_re + s_im * h_im, s_im * h_re - s_re * h_im], -1)
+        corr = product @ self.idft  # r(tau), tau = 0..tau_max
+        energy = F.pad(frames.square().cumsum(-1), (1, 0))
+        taus = self.taus
+        e_tau = energy[..., taus + w] - energy[..., taus]
+        diff = (energy[..., w:w + 1] + e_tau - 2 * corr).clamp(min=0)
+        cum = diff[..., 1:].cumsum(-1)
+        cmnd = torch.cat([torch.ones_like(diff[..., :1]), diff[..., 1:] * taus[1:] / cum.clamp(min=1e-12)], -1)
+        tau_min, tau_max = self.tau_min, self.tau_max
+        lags = cmnd[..., tau_min:tau_max]
+        prev, nxt = cmnd[..., tau_min - 1:tau_max - 1], cmnd[..., tau_min + 1:tau_max + 1]
+        candidate = (lags < self.threshold) & (lags <= prev) & (lags <= nxt)
+        has = candidate.any(-1)
+        first = candidate.float().argmax(-1)
+        i = (first + tau_min).clamp(1, tau_max - 1)
+        y0, y1, y2 = (cmnd.gather(-1, (i + k).unsqueeze(-1)).squeeze(-1) for k in (-1, 0, 1))
+        denom = y0 - 2 * y1 + y2
+        shift = torch.where(denom.abs() > 1e-12, 0.5 * (y0 - y2) / denom, torch.zeros_like(denom)).clamp(-1, 1)
+        period = i.float() + shift
+        rms = energy[..., w].div(w).sqrt()
+        loud = rms > rms.amax(-1, keepdim=True) * self.silence
+        voiced = has & loud & (rms > 1e-5)
+        f0 = torch.where(voiced, self.sample_rate / period, torch.zeros_like(period))
+        return f0, voiced
+
+
+# -- the two graphs -------------------------------------------------------------------------------
+def _codebooks(codec: nn.Module) -> torch.Tensor:
+    """The effective codebooks of every stage, ``[n_q, K, d]`` float32 (SimVQ: ``W(C)``)."""
+    with torch.no_grad():
+        return torch.stack([stage.codebook().detach().float().cpu() for stage in codec.quantizer.stages])
+
+
+def _plain(module: nn.Module | None) -> nn.Module | None:
+    return None if module is None else fold_weight_norm(copy.deepcopy(module)).cpu().float()
+
+
+class EncoderGraph(nn.Module):
+    """``audio [B, C, N] float32 -> codes [B, n_q, ceil(N / hop)] int64``, as ``SimVQCodec.encode``."""
+
+    def __init__(self, codec: nn.Module):
+        super().__init__()
+        config = codec.config
+        self.encoder = nn.Sequential(*convert_layers(codec.encoder.model)).float()
+        self.in_proj = _plain(codec.in_proj)
+        self.pitch_proj = _plain(codec.pitch_proj)
+        self.yin = GraphYin(config.sample_rate, codec.hop_length) if codec.pitch_proj is not None else None
+        codebooks = _codebooks(codec)
+        self.register_buffer("codebooks", codebooks)
+        self.register_buffer("codebooks64", codebooks.double())
+        self.register_buffer("norms64", codebooks.double().square().sum(-1))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        z = self.in_proj(self.encoder(audio))
+        if self.yin is not None:
+            f0, voiced = self.yin(audio.mean(1))
+            v = voiced.float()
+            octaves = torch.log2(f0.clamp(min=1.0) / F0_REFERENCE_HZ)
+            z = z + self.pitch_proj(torch.stack([v, v * octaves], 1))
+        residual = z.transpose(1, 2)  # [B, T, d]
+        codes = []
+        for i in range(self.codebooks.shape[0]):
+            # ||x - c||^2 - ||x||^2 in float64: the argmin of torch's exact search but for ties within ~1e-15.
+            dist = self.norms64[i] - 2.0 * (residual.double() @ self.codebooks64[i].t())
+            code = dist.argmin(-1)
+            codes.append(code)
+            residual = residual - self.codebooks[i][code]
+        return torch.stack(codes, 1)
+
+
+class DecoderGraph(nn.Module):
+    """``codes [B, n_q, T] int64 -> audio [B, C, T * hop] float32``, as ``SimVQCodec.decode`` (untrimmed)."""
+
+    def __init__(self, codec: nn.Module):
+        super().__init__()
+        config = codec.config
+        if config.decoder.kind != "seanet":
+            raise NotImplementedError(f"no ONNX graph for the {config.decoder.kind!r} decoder yet")
+        self.register_buffer("codebooks", _codebooks(codec))
+        self.out_proj = _plain(codec.out_proj)
+        self.layers = nn.ModuleList(convert_layers(codec.decoder.model)).float()
+        self.inject = nn.ModuleList(StaticPadConv1d(inj) for inj in codec.decoder.inject).float()
+        self.ratios = tuple(config.seanet.ratios)
+        self.pitch_head = _plain(codec.pitch_head)
+        self.harmonic = _plain(codec.harmonic)
+        self.hop, self.sample_rate = codec.hop_length, config.sample_rate
+        self.excitation_harmonics = config.excitation_harmonics
+        self.n_sines = max(config.excitation_harmonics, config.harmonic_branch)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        q = self.codebooks[0][codes[:, 0]]
+        for i in range(1, self.codebooks.shape[0]):
+            q = q + self.codebooks[i][codes[:, i]]
+        latent = self.out_proj(q.transpose(1, 2))
+        sines = None
+        if self.n_sines:
+            head = self.pitch_head(latent)  # PitchHead.to_hz, with pow for exp2 (no ONNX exp2 in opset 17)
+            f0, prob = F0_REFERENCE_HZ * torch.pow(2.0, head[:, 1]), torch.sigmoid(head[:, 0])
+            sines = harmonic_excitation(f0, (prob > 0.5).float(), self.hop, self.sample_rate, self.n_sines)
+        x, stage, rate = latent, 0, 1
+        for layer in self.layers:
+            x = layer(x)
+            if self.excitation_harmonics and isinstance(layer, TrimConvTranspose1d):
+                rate *= self.ratios[stage]
+                pool = self.hop // rate
+                e = sines[:, :self.excitation_harmonics]
+                x = x + self.inject[stage](e if pool == 1 else F.avg_pool1d(e, pool))
+                stage += 1
+        if self.harmonic is not None:
+            x = x + self.harmonic(latent, sines)
+        return x
+
+
+def min_frames(codec: nn.Module) -> int:
+    """Fewest frames both graphs accept (every reflect padding narrower than its input)."""
+    encoder = convert_layers(codec.encoder.model)
+    decoder = convert_layers(codec.decoder.model)
+    hop = codec.hop_length
+    for t in range(1, 1 << 16):
+        # The encoder must accept every length with t frames, so check the shortest: (t - 1) * hop + 1.
+        if _lengths_ok(encoder, (t - 1) * hop + 1)[0] and _lengths_ok(decoder, t)[0]:
+            return t
+    raise ValueError("no input length satisfies the graphs' paddings")
+
+
+def min_samples(codec: nn.Module) -> int:
+    """Fewest samples ``EncoderGraph`` accepts: ``(min_frames - 1) * hop + 1``."""
+    return (min_frames(codec) - 1) * codec.hop_length + 1

@@ -1,0 +1,181 @@
+"""ONNX Runtime sessions with the torch codec's ``encode`` / ``decode`` semantics.
+
+``OnnxCodec(directory)`` reads a folder written by ``export_onnx`` (``simvq-audio export-onnx``).
+It needs ``onnxruntime`` (the ``onnx`` extra) and numpy; torch tensors are accepted and returned
+as torch tensors, numpy arrays as numpy arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SimVQError
+from .export import FORMAT, FORMAT_VERSION, MANIFEST_FILE
+
+
+class OnnxModelError(SimVQError, ValueError):
+    """An ONNX model folder that is missing, of another format, or an input the graphs cannot take."""
+
+
+def default_threads() -> int:
+    """Threads per session: the CPUs this process may use, at most 4 (more rarely pays at batch 1)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _to_numpy(x, dtype) -> tuple[np.ndarray, bool]:
+    """``x`` as a contiguous numpy array of ``dtype``, and whether it was a torch tensor."""
+    if type(x).__module__.startswith("torch"):
+        return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype), True
+    return np.ascontiguousarray(np.asarray(x), dtype=dtype), False
+
+
+def _like(x: np.ndarray, as_torch: bool):
+    if not as_torch:
+        return x
+    import torch
+
+    return torch.from_numpy(x)
+
+
+class OnnxCodec:
+    """``encode(audio [B, C, N]) -> codes [B, n_q, ceil(N / hop)]`` and ``decode(codes, length)``, by ONNX Runtime.
+
+    Codes equal ``SimVQCodec.encode``'s except where two codes are within ~1e-15 of a tie (the
+    graph's search is float64, torch's exact); decoded audio is within float32 rounding of torch's
+    (docs/onnx.md has the measured figures). Inputs need at least ``min_samples`` samples
+    (``min_frames`` frames); ``lengths`` / ``frame_lengths`` of a padded batch run each item alone,
+    as the torch codec's per-item padding does.
+
+    Args:
+        directory: a folder written by ``export_onnx``.
+        threads: intra-op threads per session (default ``default_threads()``).
+    """
+
+    def __init__(self, directory: str | os.PathLike, threads: int | None = None):
+        self.directory = Path(directory)
+        manifest_path = self.directory / MANIFEST_FILE
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise OnnxModelError(f"{manifest_path}: not an ONNX model folder ({exc})") from exc
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+            raise OnnxModelError(f"{manifest_path}: format {manifest.get('format')!r} version "
+                                 f"{manifest.get('format_version')!r}, expected {FORMAT!r} {FORMAT_VERSION}")
+        self.manifest = manifest
+        self.threads = default_threads() if threads is None else int(threads)
+        self._encoder = _session(self.directory / manifest["encoder"]["file"], self.threads)
+        self._decoder = _session(self.directory / manifest["decoder"]["file"], self.threads)
+
+    # -- what the tokenizer reads off a codec --------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return self.manifest["model_id"]
+
+    @property
+    def sample_rate(self) -> int:
+        return self.manifest["sample_rate"]
+
+    @property
+    def channels(self) -> int:
+        return self.manifest["channels"]
+
+    @property
+    def hop_length(self) -> int:
+        return self.manifest["hop_length"]
+
+    @property
+    def n_codebooks(self) -> int:
+        return self.manifest["n_codebooks"]
+
+    @property
+    def codebook_size(self) -> int:
+        return self.manifest["codebook_size"]
+
+    @property
+    def min_samples(self) -> int:
+        return self.manifest["min_samples"]
+
+    @property
+    def min_frames(self) -> int:
+        return self.manifest["min_frames"]
+
+    def num_frames(self, n_samples: int) -> int:
+        return -(-int(n_samples) // self.hop_length)
+
+    # -- encode / decode ------------------------------------------------------------------------
+    def _encode_one(self, audio: np.ndarray) -> np.ndarray:
+        if audio.shape[-1] < self.min_samples:
+            raise OnnxModelError(f"the ONNX encoder needs at least {self.min_samples} samples, got {audio.shape[-1]} "
+                                 "(encode shorter audio with the torch codec)")
+        return self._encoder.run(None, {"audio": audio})[0]
+
+    def encode(self, audio, lengths=None):
+        """Audio ``[B, C, N]`` (float) -> codes ``[B, n_q, ceil(N / hop)]`` int64.
+
+        With ``lengths [B]`` (valid samples per item of a zero-padded batch) item ``b``'s codes are
+        ``codes[b, :, :ceil(lengths[b] / hop)]``, equal to those of the item alone; later frames are 0.
+        """
+        x, as_torch = _to_numpy(audio, np.float32)
+        if x.ndim != 3 or x.shape[1] != self.channels:
+            raise OnnxModelError(f"expected audio [B, {self.channels}, N], got {tuple(x.shape)}")
+        if lengths is None:
+            return _like(self._encode_one(x), as_torch)
+        lengths = [int(n) for n in np.asarray(lengths.tolist() if hasattr(lengths, "tolist") else lengths)]
+        if len(lengths) != x.shape[0] or min(lengths) < 1 or max(lengths) > x.shape[-1]:
+            raise OnnxModelError(f"lengths must be [B] = [{x.shape[0]}] values in [1, {x.shape[-1]}], got {lengths}")
+        codes = np.zeros((x.shape[0], self.n_codebooks, self.num_frames(x.shape[-1])), dtype=np.int64)
+        for i, n in enumerate(lengths):
+            c = self._encode_one(x[i:i + 1, :, :n])
+            codes[i, :, :c.shape[-1]] = c[0]
+        return _like(codes, as_torch)
+
+    def _decode_one(self, codes: np.ndarray) -> np.ndarray:
+        if codes.shape[-1] < self.min_frames:
+            raise OnnxModelError(f"the ONNX decoder needs at least {self.min_frames} frames, got {codes.shape[-1]} "
+                                 "(decode shorter codes with the torch codec)")
+        return self._decoder.run(None, {"codes": codes})[0]
+
+    def decode(self, codes, length: int | None = None, frame_lengths=None):
+        """Codes ``[B, n_q, T]`` -> audio ``[B, C, length]`` float32 (default ``T * hop`` samples).
+
+        ``frame_lengths [B]`` marks valid frames per item of a padded batch: each item is decoded on its
+        own frames, as it would be alone, and is zero past ``frame_lengths[b] * hop``.
+        """
+        c, as_torch = _to_numpy(codes, np.int64)
+        if c.ndim != 3 or c.shape[1] != self.n_codebooks:
+            raise OnnxModelError(f"expected codes [B, {self.n_codebooks}, T], got {tuple(c.shape)}")
+        t = c.shape[-1]
+        if length is not None and not 1 <= length <= t * self.hop_length:
+            raise OnnxModelError(f"length must be in [1, {t * self.hop_length}] for {t} frames, got {length}")
+        if c.size and (c.min() < 0 or c.max() >= self.codebook_size):
+            raise OnnxModelError(f"codes must lie in [0, {self.codebook_size})")
+        if frame_lengths is None:
+            audio = self._decode_one(c)
+        else:
+            frames = [int(n) for n in np.asarray(frame_lengths.tolist() if hasattr(frame_lengths, "tolist")
+                                                 else frame_lengths)]
+            if len(frames) != c.shape[0] or min(frames) < 1 or max(frames) > t:
+                raise OnnxModelError(f"frame_lengths must be [B] = [{c.shape[0]}] values in [1, {t}], got {frames}")
+            audio = np.zeros((c.shape[0], self.channels, t * self.hop_length), dtype=np.float32)
+            for i, n in enumerate(frames):
+                audio[i, :, :n * self.hop_length] = self._decode_one(c[i:i + 1, :, :n])[0]
+        return _like(audio if length is None else np.ascontiguousarray(audio[..., :length]), as_torch)

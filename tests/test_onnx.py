@@ -1,0 +1,176 @@
+"""ONNX export: a tiny seeded source-filter codec exported, then run by ONNX Runtime against torch."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="the onnx extra (pip install -e '.[onnx]') is not installed")
+
+from conftest import SHARED_DATA  # noqa: E402
+
+from simvq_audio.models.codec import CodecConfig, SimVQCodec  # noqa: E402
+from simvq_audio.modules.seanet import SEANetConfig  # noqa: E402
+from simvq_audio.onnx.export import export_onnx  # noqa: E402
+from simvq_audio.onnx.graphs import DecoderGraph, EncoderGraph, GraphYin, fold_weight_norm, min_samples  # noqa: E402
+from simvq_audio.onnx.runtime import OnnxCodec, OnnxModelError  # noqa: E402
+from simvq_audio.quantization.builder import QuantizerConfig  # noqa: E402
+
+SR, HOP = 16000, 40
+
+
+def tiny_codec(seed=0, n_q=2) -> SimVQCodec:
+    """Every pitch part on, the ones that start at zero given seeded weights (as after training)."""
+    torch.manual_seed(seed)
+    cfg = CodecConfig(sample_rate=SR, seanet=SEANetConfig(n_filters=4, ratios=(5, 4, 2), dimension=8, lstm=1),
+                      quantizer=QuantizerConfig(codebook_size=64, dim=4, n_q=n_q), pitch_head=True,
+                      pitch_features=True, excitation_harmonics=4, harmonic_branch=6)
+    codec = SimVQCodec(cfg)
+    with torch.no_grad():
+        for p in (*codec.pitch_proj.parameters(), *codec.decoder.inject.parameters(),
+                  codec.harmonic.amplitudes.weight):
+            p.normal_(std=0.3)
+        codec.harmonic.amplitudes.bias.fill_(-1.0)
+        codec.pitch_head.net[-1].bias.copy_(torch.tensor([2.0, 0.5]))  # voiced, ~140 Hz: the sines are on
+    return codec.eval()
+
+
+def voice(n: int, seed: int, f0: float = 140.0) -> torch.Tensor:
+    """A gliding harmonic tone with noise, ``[1, 1, n]``: YIN finds it voiced."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / SR
+    phase = 2 * torch.pi * torch.cumsum(torch.full((n,), f0) * (1 + 0.3 * torch.sin(2 * torch.pi * t)), 0) / SR
+    x = sum(torch.sin(k * phase) / k for k in range(1, 6)) * 0.2 + 0.01 * torch.randn(n, generator=g)
+    return x.float()[None, None]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    codec = tiny_codec()
+    directory = tmp_path_factory.mktemp("onnx")
+    manifest = export_onnx(codec, directory)
+    return codec, directory, manifest
+
+
+def test_folder_has_both_graphs_config_and_id(exported):
+    codec, directory, manifest = exported
+    names = {p.name for p in directory.iterdir()}
+    assert {"encoder.onnx", "decoder.onnx", "config.json", "onnx.json"} <= names
+    assert json.loads((directory / "config.json").read_text())["model_id"] == codec.model_id == manifest["model_id"]
+    assert manifest["min_samples"] == min_samples(codec) and manifest["hop_length"] == HOP
+    onnx = pytest.importorskip("onnx")
+    for name in ("encoder.onnx", "decoder.onnx"):
+        onnx.checker.check_model(str(directory / name))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_codes_and_audio_equal_torch_for_random_lengths_and_batches(exported, seed):
+    codec, directory, _ = exported
+    rng = np.random.default_rng(seed)
+    batch, n = int(rng.integers(1, 4)), int(rng.integers(min_samples(codec), 4000))
+    audio = torch.cat([voice(n, seed * 10 + i, f0=100 + 40 * i) for i in range(batch)])
+    runtime = OnnxCodec(directory, threads=1)
+    codes = codec.encode(audio)
+    assert torch.equal(runtime.encode(audio), codes)
+    assert codes.shape[-1] == -(-n // HOP)
+    reference = codec.decode(codes, n)
+    ours = runtime.decode(codes, n)
+    assert ours.shape == reference.shape == (batch, 1, n)
+    assert (ours - reference).abs().max() < 1e-4 * max(1.0, float(reference.abs().max()))
+
+
+def test_padded_batch_items_equal_items_alone(exported):
+    codec, directory, _ = exported
+    runtime = OnnxCodec(directory, threads=1)
+    lengths = [1234, 2345, 801]
+    audio = torch.zeros(3, 1, max(lengths))
+    for i, n in enumerate(lengths):
+        audio[i, :, :n] = voice(n, i)
+    codes = runtime.encode(audio, lengths=torch.tensor(lengths))
+    frames = [-(-n // HOP) for n in lengths]
+    for i, n in enumerate(lengths):
+        assert torch.equal(codes[i, :, :frames[i]], codec.encode(audio[i:i + 1, :, :n])[0])
+    audio_out = runtime.decode(codes, frame_lengths=frames)
+    for i, t in enumerate(frames):
+        alone = codec.decode(codes[i:i + 1, :, :t])[0]
+        assert (audio_out[i, :, :t * HOP] - alone).abs().max() < 1e-4
+        assert torch.all(audio_out[i, :, t * HOP:] == 0)
+
+
+def test_shortest_input_works_and_shorter_is_a_clear_error(exported):
+    codec, directory, manifest = exported
+    runtime = OnnxCodec(directory, threads=1)
+    n = manifest["min_samples"]
+    x = voice(n, 5)
+    assert torch.equal(runtime.encode(x), codec.encode(x))
+    with pytest.raises(OnnxModelError, match="at least"):
+        runtime.encode(x[..., :n - 1])
+    with pytest.raises(OnnxModelError, match="frames"):
+        runtime.decode(torch.zeros(1, 2, manifest["min_frames"] - 1, dtype=torch.long))
+    with pytest.raises(OnnxModelError, match=r"\[0, 64\)"):
+        runtime.decode(torch.full((1, 2, 8), 64))
+
+
+def test_numpy_in_numpy_out(exported):
+    codec, directory, _ = exported
+    runtime = OnnxCodec(directory, threads=1)
+    x = voice(1000, 3)
+    codes = runtime.encode(x.numpy())
+    assert isinstance(codes, np.ndarray) and codes.dtype == np.int64
+    assert isinstance(runtime.decode(codes, 1000), np.ndarray)
+
+
+def test_graphs_in_torch_equal_the_codec_and_folding_leaves_it_working():
+    codec = tiny_codec(seed=1, n_q=1)
+    x = torch.cat([voice(2222, 1), voice(2222, 2, f0=210.0)])
+    with torch.no_grad():
+        codes = codec.encode(x)
+        assert torch.equal(EncoderGraph(codec)(x), codes)
+        # pow(2, x) for exp2 moves the F0 by an ulp; the sines' phase drifts by ~1e-4 rad over 2,222 samples.
+        assert (DecoderGraph(codec)(codes) - codec.decode(codes)).abs().max() < 1e-4
+        before = codec.decode(codes)
+        # The graphs fold copies; the codec keeps its weight norm and its outputs.
+        assert torch.equal(codec.decode(codes), before)
+        folded = fold_weight_norm(codec)
+        assert not any("parametrizations" in k for k in folded.state_dict())
+        assert torch.equal(folded.encode(x), codes) and torch.equal(folded.decode(codes), before)
+
+
+def test_graph_yin_equals_yin_on_voice():
+    codec = tiny_codec()
+    x = torch.cat([voice(8000, 1), voice(8000, 2, f0=230.0) * 0.01])
+    f0, voiced = codec._yin(x)
+    f0_g, voiced_g = GraphYin(SR, HOP)(x.mean(1))
+    assert voiced.any() and torch.equal(voiced, voiced_g)
+    assert torch.allclose(f0, f0_g, rtol=1e-4, atol=0)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "dev").is_dir(), reason=f"real speech: no data at {SHARED_DATA}")
+def test_graph_yin_equals_yin_on_real_speech():
+    from simvq_audio.audio.io import find_audio_files, load_audio
+
+    codec = tiny_codec()
+    files = sorted(find_audio_files(SHARED_DATA / "dev"))[:3]
+    for path in files:
+        x = torch.from_numpy(load_audio(path, SR, 1).samples)[None]
+        f0, voiced = codec._yin(x)
+        f0_g, voiced_g = GraphYin(SR, HOP)(x.mean(1))
+        assert voiced.float().mean() > 0.2
+        assert (voiced != voiced_g).float().mean() < 1e-3
+        both = voiced & voiced_g
+        assert torch.allclose(f0[both], f0_g[both], rtol=1e-3)
+
+
+def test_cli_export_onnx_writes_a_checked_folder(tmp_path):
+    codec = tiny_codec(n_q=1)
+    codec.save_pretrained(tmp_path / "model")
+    out = tmp_path / "onnx"
+    result = subprocess.run([sys.executable, "-m", "simvq_audio.cli", "export-onnx", "--model", str(tmp_path / "model"),
+                             "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "codes equal torch's" in result.stdout
+    assert json.loads((out / "config.json").read_text()) == json.loads((tmp_path / "model" / "config.json").read_text())
+    assert OnnxCodec(out).model_id == codec.model_id
