@@ -312,9 +312,12 @@ def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in out.items()}
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("quantizer", [(), ("model.quantizer.n_q=3", "model.quantizer.quantizer_dropout=0.5")],
+                         ids=["one-codebook", "residual-with-dropout"])
+def test_resume_equals_uninterrupted(tmp_path, quantizer):
+    """With quantizer dropout too: its stages come from a generator of the batch, not the global one."""
     common = ("training.max_steps=4", "training.discriminator_start_step=1", "training.gradient_accumulation_steps=2",
-              "data.batch_size=2", "checkpoint.every=2", "optimizer.generator.lr=0.001")
+              "data.batch_size=2", "checkpoint.every=2", "optimizer.generator.lr=0.001", *quantizer)
     straight = run(tmp_path / "a", *common)
     assert straight.state.step == 4
 
