@@ -114,6 +114,17 @@ def test_shortest_input_works_and_shorter_is_a_clear_error(exported):
         runtime.decode(torch.full((1, 2, 8), 64))
 
 
+def test_fallback_codec_takes_inputs_too_short_for_the_graphs(exported):
+    codec, directory, manifest = exported
+    runtime = OnnxCodec(directory, threads=1, fallback=codec)
+    x = voice(manifest["min_samples"] - 1, 6)
+    codes = runtime.encode(x)
+    assert torch.equal(codes, codec.encode(x))
+    assert torch.equal(runtime.decode(codes), codec.decode(codes))
+    with pytest.raises(OnnxModelError, match="fallback"):
+        OnnxCodec(directory, fallback=tiny_codec(seed=3))
+
+
 def test_numpy_in_numpy_out(exported):
     codec, directory, _ = exported
     runtime = OnnxCodec(directory, threads=1)

@@ -68,9 +68,11 @@ class OnnxCodec:
     Args:
         directory: a folder written by ``export_onnx``.
         threads: intra-op threads per session (default ``default_threads()``).
+        fallback: the torch ``SimVQCodec`` of the same model, to encode and decode inputs shorter than the
+            graphs take (else those are an ``OnnxModelError``).
     """
 
-    def __init__(self, directory: str | os.PathLike, threads: int | None = None):
+    def __init__(self, directory: str | os.PathLike, threads: int | None = None, fallback=None):
         self.directory = Path(directory)
         manifest_path = self.directory / MANIFEST_FILE
         try:
@@ -81,6 +83,9 @@ class OnnxCodec:
             raise OnnxModelError(f"{manifest_path}: format {manifest.get('format')!r} version "
                                  f"{manifest.get('format_version')!r}, expected {FORMAT!r} {FORMAT_VERSION}")
         self.manifest = manifest
+        if fallback is not None and fallback.model_id != manifest["model_id"]:
+            raise OnnxModelError(f"the fallback codec is model {fallback.model_id}, the graphs are {manifest['model_id']}")
+        self.fallback = fallback
         self.threads = default_threads() if threads is None else int(threads)
         self._encoder = _session(self.directory / manifest["encoder"]["file"], self.threads)
         self._decoder = _session(self.directory / manifest["decoder"]["file"], self.threads)
@@ -118,12 +123,25 @@ class OnnxCodec:
     def min_frames(self) -> int:
         return self.manifest["min_frames"]
 
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
     def num_frames(self, n_samples: int) -> int:
         return -(-int(n_samples) // self.hop_length)
 
     # -- encode / decode ------------------------------------------------------------------------
+    @staticmethod
+    def _torch(method, array: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return method(torch.from_numpy(array)).cpu().numpy()
+
     def _encode_one(self, audio: np.ndarray) -> np.ndarray:
         if audio.shape[-1] < self.min_samples:
+            if self.fallback is not None:
+                return self._torch(self.fallback.encode, audio)
             raise OnnxModelError(f"the ONNX encoder needs at least {self.min_samples} samples, got {audio.shape[-1]} "
                                  "(encode shorter audio with the torch codec)")
         return self._encoder.run(None, {"audio": audio})[0]
@@ -150,6 +168,8 @@ class OnnxCodec:
 
     def _decode_one(self, codes: np.ndarray) -> np.ndarray:
         if codes.shape[-1] < self.min_frames:
+            if self.fallback is not None:
+                return self._torch(self.fallback.decode, codes)
             raise OnnxModelError(f"the ONNX decoder needs at least {self.min_frames} frames, got {codes.shape[-1]} "
                                  "(decode shorter codes with the torch codec)")
         return self._decoder.run(None, {"codes": codes})[0]
