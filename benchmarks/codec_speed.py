@@ -12,7 +12,12 @@ ratios (5, 5, 4, 2), dimension 128, one LSTM layer; SimVQ K=8192, d=128; 16 kHz,
    reports how much of the file was encoded);
 3. chunking: tokens of a few minutes of speech encoded in windows (default 30 s, 2 s context)
    against whole-file encoding (mismatch rate overall and within 1 s of a window boundary),
-   and chunked against whole decoding (SNR of the difference).
+   and chunked against whole decoding (SNR of the difference);
+4. backends (``backends.py``): torch, torch with weight norm folded and ONNX Runtime at 1 and 2 threads,
+   with Opus and Codec 2, encode and decode x real time in interleaved rounds, the load average, and
+   the ONNX tokens and audio against torch's. ``--backends-only`` runs just this part (a few minutes):
+
+    python benchmarks/codec_speed.py --backends-only --append BENCHMARKS.md
 
 Random weights give realistic speed and memory, not realistic mismatch rates (a trained LSTM
 may remember longer). Runs unchanged on CUDA (``--device cuda``; peak GPU memory reported).
@@ -33,7 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import append_section, machine  # noqa: E402  (benchmarks/ is on sys.path)
+from backends import backends_table, compare_backends  # noqa: E402  (benchmarks/ is on sys.path)
+from report import append_section, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "dev"
@@ -230,9 +236,11 @@ def long_file_memory(path: Path, model_dir: str, device: str, threads: int, time
 
 # -- report ------------------------------------------------------------------------------------------
 
-def report(desc: str, tk, speeds: list[dict], chunk: dict | None, long: dict | None, args) -> str:
+def report(desc: str, tk, speeds: list[dict], chunk: dict | None, long: dict | None, args,
+           backends: dict | None = None) -> str:
+    title = "Codec backends' speed" if args.backends_only else "Tokenizer speed and memory"
     lines = [
-        f"## Tokenizer speed and memory (benchmarks/codec_speed.py), "
+        f"## {title} (benchmarks/codec_speed.py), "
         f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
         f"Machine: {machine(args.device)}.",
         f"Model: {desc} ({tk.sample_rate} Hz, hop {tk.hop_length}, {tk.frame_rate:g} frames/s, "
@@ -264,6 +272,8 @@ def report(desc: str, tk, speeds: list[dict], chunk: dict | None, long: dict | N
         if "decode_snr_db" in c:
             lines.append(f"| chunked vs whole decode, same codes ({c['context']:g} s context): SNR of the "
                          f"difference, max abs | {c['decode_snr_db']:.1f} dB, {c['decode_max_abs']:.2e} |")
+    if backends:
+        lines = (lines[:4] if args.backends_only else lines + [""]) + backends_table(backends)
     return "\n".join(lines)
 
 
@@ -283,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-minutes", type=float, default=60.0, help="length of the long file (0: skip)")
     parser.add_argument("--long-time-limit", type=float, default=0.0,
                         help="stop the long-file run after this many wall seconds (0: encode it all)")
+    parser.add_argument("--backends-only", action="store_true",
+                        help="only the backends' comparison (torch, folded, ONNX Runtime, Opus, Codec 2)")
+    parser.add_argument("--no-backends", action="store_true", help="skip the backends' comparison")
+    parser.add_argument("--backend-threads", type=int, nargs="+", default=[1, 2],
+                        help="thread counts for the backends' comparison (default 1 2)")
+    parser.add_argument("--backend-rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--append", type=Path, help="append the table to this Markdown file")
     parser.add_argument("--child-encode", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -298,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, name, desc = load_model(args.model)
     tk = Tokenizer(model, device=args.device)
+    if args.backends_only:
+        args.batch_sizes, args.chunk_audio_seconds, args.long_minutes = [], 0, 0
     needed = max(args.speed_seconds, args.chunk_audio_seconds, 600.0 if args.long_minutes else 0.0)
     wavs = dev_speech(args.data, tk.sample_rate, needed)
     speech = np.concatenate(wavs)
@@ -324,7 +342,14 @@ def main(argv: list[str] | None = None) -> int:
                 model.save_pretrained(tmp)
             long = long_file_memory(path, model_dir, args.device, args.threads, args.long_time_limit)
         print(f"long file: {long}", flush=True)
-    text = report(desc, tk, speeds, chunk, long, args)
+    backends = None
+    if not args.no_backends:
+        from simvq_audio.models.pretrained import model_folder
+
+        backends = compare_backends(model, None if name is None else str(model_folder(name)), speed_wavs,
+                                    args.backend_threads, args.backend_rounds)
+        torch.set_num_threads(args.threads)
+    text = report(desc, tk, speeds, chunk, long, args, backends)
     print(text)
     if args.append:
         append_section(args.append, text)
