@@ -185,3 +185,13 @@ def test_cli_export_onnx_writes_a_checked_folder(tmp_path):
     assert "codes equal torch's" in result.stdout
     assert json.loads((out / "config.json").read_text()) == json.loads((tmp_path / "model" / "config.json").read_text())
     assert OnnxCodec(out).model_id == codec.model_id
+
+
+def test_check_reports_graphs_of_another_model(exported):
+    from simvq_audio.onnx.check import check_export
+
+    codec, directory, _ = exported
+    same = check_export(codec, directory)
+    assert same["equal_codes"] == same["codes"] and same["snr_db"] > 60
+    other = check_export(tiny_codec(seed=7), directory)
+    assert other["equal_codes"] < other["codes"] and other["snr_db"] < 40
