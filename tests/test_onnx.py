@@ -150,6 +150,17 @@ def test_graphs_in_torch_equal_the_codec_and_folding_leaves_it_working():
         assert torch.equal(folded.encode(x), codes) and torch.equal(folded.decode(codes), before)
 
 
+def test_a_decoder_without_a_graph_is_a_clear_error(tmp_path):
+    from simvq_audio.modules.vocos import DecoderConfig
+    from simvq_audio.onnx import OnnxExportError
+
+    cfg = CodecConfig(sample_rate=SR, seanet=SEANetConfig(n_filters=4, ratios=(5, 4, 2), dimension=8, lstm=0),
+                      quantizer=QuantizerConfig(codebook_size=16, dim=4),
+                      decoder=DecoderConfig(kind="vocos", dim=16, intermediate_dim=32, n_layers=1, n_fft=160))
+    with pytest.raises(OnnxExportError, match="vocos"):
+        export_onnx(SimVQCodec(cfg).eval(), tmp_path)
+
+
 def test_graph_yin_equals_yin_on_voice():
     codec = tiny_codec()
     x = torch.cat([voice(8000, 1), voice(8000, 2, f0=230.0) * 0.01])

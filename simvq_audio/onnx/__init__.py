@@ -4,8 +4,8 @@
 """
 
 from .export import export_onnx
-from .graphs import DecoderGraph, EncoderGraph, fold_weight_norm, min_frames, min_samples
+from .graphs import DecoderGraph, EncoderGraph, OnnxExportError, fold_weight_norm, min_frames, min_samples
 from .runtime import OnnxCodec, OnnxModelError, default_threads
 
-__all__ = ["DecoderGraph", "EncoderGraph", "OnnxCodec", "OnnxModelError", "default_threads", "export_onnx",
+__all__ = ["DecoderGraph", "EncoderGraph", "OnnxCodec", "OnnxExportError", "OnnxModelError", "default_threads", "export_onnx",
            "fold_weight_norm", "min_frames", "min_samples"]

@@ -31,9 +31,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from ..errors import SimVQError
 from ..modules.excitation import harmonic_excitation
 
 F0_REFERENCE_HZ = 100.0  # the pitch features' unit: octaves above 100 Hz (as the codec's ``octaves``)
+
+
+class OnnxExportError(SimVQError, NotImplementedError):
+    """A part of the codec that has no ONNX graph yet (the Vocos decoder, an unknown layer)."""
 
 
 def _unparametrized(module: nn.Module) -> nn.Module:
@@ -157,7 +162,7 @@ def convert_layers(layers: nn.Module) -> list[nn.Module]:
         elif isinstance(layer, (nn.ELU, nn.GELU, nn.LeakyReLU, nn.SiLU, nn.Identity)) or hasattr(layer, "lstm"):
             out.append(copy.deepcopy(layer))
         else:
-            raise NotImplementedError(f"no ONNX graph for layer {type(layer).__name__}")
+            raise OnnxExportError(f"no ONNX graph for layer {type(layer).__name__}")
     return out
 
 
@@ -303,8 +308,7 @@ class DecoderGraph(nn.Module):
     def __init__(self, codec: nn.Module):
         super().__init__()
         config = codec.config
-        if config.decoder.kind != "seanet":
-            raise NotImplementedError(f"no ONNX graph for the {config.decoder.kind!r} decoder yet")
+        check_exportable(codec)
         self.register_buffer("codebooks", _codebooks(codec))
         self.out_proj = _plain(codec.out_proj)
         self.layers = nn.ModuleList(convert_layers(codec.decoder.model)).float()
@@ -340,8 +344,15 @@ class DecoderGraph(nn.Module):
         return x
 
 
+def check_exportable(codec: nn.Module) -> None:
+    """Raise ``OnnxExportError`` for a codec these graphs do not cover (today: the Vocos decoder)."""
+    if codec.config.decoder.kind != "seanet":
+        raise OnnxExportError(f"no ONNX graph for the {codec.config.decoder.kind!r} decoder yet (seanet only)")
+
+
 def min_frames(codec: nn.Module) -> int:
     """Fewest frames both graphs accept (every reflect padding narrower than its input)."""
+    check_exportable(codec)
     encoder = convert_layers(codec.encoder.model)
     decoder = convert_layers(codec.decoder.model)
     hop = codec.hop_length
