@@ -7,7 +7,9 @@ asked for, in interleaved rounds so that a change in the machine's load hits all
 load average is read before and after. The neural backends code each utterance alone (batch 1,
 what the tokenizer does on a CPU); Opus (``opusenc``/``opusdec``) and Codec 2 (``c2enc``/``c2dec``),
 single-threaded command-line tools, code the utterances concatenated into one file per round (so
-process start-up is paid once), from and to files in /tmp. The same run checks the backends'
+process start-up is paid once), from and to files in /tmp. One more row puts the same speech,
+concatenated and cut into 10 s windows, through the graphs 8 windows per call (how a long file's
+windows could go; ONNX Runtime gave every token of 56 such windows equal to the windows alone). The same run checks the backends'
 tokens against torch's and the decoded audio's difference.
 """
 
@@ -23,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+WINDOW_SECONDS, WINDOW_BATCH = 10.0, 8  # the batched-windows row: a long file's windows through the graphs together
 
 
 def _load() -> float:
@@ -53,6 +57,38 @@ def _onnx_backend(runtime):
         return runtime.decode(codes, n)
 
     return encode, decode
+
+
+def _windows(wavs: list[np.ndarray], sample_rate: int, seconds: float) -> list[np.ndarray]:
+    """The utterances concatenated and cut into windows of ``seconds`` (the last one shorter)."""
+    x = np.concatenate(wavs)
+    n = int(seconds * sample_rate)
+    return [x[i:i + n] for i in range(0, len(x), n)]
+
+
+def _onnx_batched_backend(runtime, batch: int):
+    """Equal-length windows ``batch`` at a time through the graphs (a long file's windows; a shorter last one alone)."""
+    def run(windows: list[np.ndarray]):
+        full = [w for w in windows if len(w) == len(windows[0])]
+        rest = windows[len(full):]
+        stacked = np.stack(full)[:, None]
+        codes = [runtime.encode(stacked[i:i + batch]) for i in range(0, len(full), batch)]
+        codes += [runtime.encode(w[None, None]) for w in rest]
+        return codes
+
+    def decode_all(codes: list[np.ndarray]):
+        return [runtime.decode(c) for c in codes]
+
+    return run, decode_all
+
+
+def _time_batched(encode_all, decode_all, windows: list[np.ndarray]) -> tuple[float, float]:
+    start = time.perf_counter()
+    codes = encode_all(windows)
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decode_all(codes)
+    return encode_s, time.perf_counter() - start
 
 
 def _time_neural(encode, decode, wavs: list[np.ndarray]) -> tuple[float, float]:
@@ -137,16 +173,21 @@ def compare_backends(codec, model_dir: str | None, wavs: list[np.ndarray], threa
             backends[("torch", t)] = _torch_backend(codec, t)
             backends[("torch, weight norm folded", t)] = _torch_backend(folded, t)
             backends[("ONNX Runtime", t)] = _onnx_backend(runtimes[t])
+        windows = _windows(wavs, sample_rate, WINDOW_SECONDS)
+        batched = {(f"ONNX Runtime, {WINDOW_SECONDS:g} s windows {WINDOW_BATCH} per call", t):
+                   _onnx_batched_backend(runtimes[t], WINDOW_BATCH) for t in threads}
         tools = classic_codecs(np.concatenate(wavs), sample_rate, tmp)
         check = parity(codec, runtimes[threads[0]], wavs)
         log(f"parity: {check}")
         for encode, decode in backends.values():  # warm-up: allocators, kernels, ORT's first-run planning
             _time_neural(encode, decode, wavs[:1])
-        times: dict = {key: [] for key in [*backends, *((name, 1) for name in tools)]}
+        times: dict = {key: [] for key in [*backends, *batched, *((name, 1) for name in tools)]}
         load_before = _load()
         for r in range(rounds):
             for key, (encode, decode) in backends.items():
                 times[key].append(_time_neural(encode, decode, wavs))
+            for key, (encode_all, decode_all) in batched.items():
+                times[key].append(_time_batched(encode_all, decode_all, windows))
             for name, run in tools.items():
                 times[(name, 1)].append(run())
             log(f"round {r + 1}/{rounds}: " + ", ".join(
@@ -166,6 +207,7 @@ def compare_backends(codec, model_dir: str | None, wavs: list[np.ndarray], threa
 def backends_table(result: dict) -> list[str]:
     """Markdown lines: x real time per backend and thread count, the ratio to torch at the same threads."""
     torch_rows = {r["threads"]: r for r in result["rows"] if r["backend"] == "torch"}
+    # The batched-windows row codes the same speech, concatenated and cut into windows (no context here).
     lines = [f"Backends on {result['seconds']:.0f} s of dev speech ({result['files']} utterances, each alone), median "
              f"of {result['rounds']} interleaved rounds (min-max in brackets); load average "
              f"{result['load'][0]:.1f} before, {result['load'][1]:.1f} after.", "",
