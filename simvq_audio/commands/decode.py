@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="decode tokens made by another (compatible) model instead of refusing")
     common.add_model_arguments(parser)
+    common.add_backend_arguments(parser)
     common.add_run_arguments(parser)
 
 

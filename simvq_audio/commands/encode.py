@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (input folder trees are mirrored under it); with a single input "
                              "file, a path ending in .svqt writes exactly that file")
     common.add_model_arguments(parser)
+    common.add_backend_arguments(parser)
     common.add_run_arguments(parser)
 
 

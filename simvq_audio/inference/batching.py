@@ -1,10 +1,10 @@
 """Padded batches through the codec: length groups, pad + mask + forward, memory release.
 
-A ``Batcher`` runs a ``SimVQCodec`` over lists of windows (``windows.py``): windows of similar
-length share a zero-padded forward pass whose lengths mark the padding, so each window's codes
-(or audio) equal those of the window alone. On a CPU each window is encoded alone by default
-(``batch_invariant``), which makes tokens bit-exactly independent of the batch and is also the
-faster way there.
+A ``Batcher`` runs a codec (a ``SimVQCodec``, or an ``OnnxCodec`` for the onnx backend) over lists of
+windows (``windows.py``): windows of similar length share a zero-padded forward pass whose lengths
+mark the padding, so each window's codes (or audio) equal those of the window alone. On a CPU each
+window is encoded alone by default (``batch_invariant``), which makes tokens bit-exactly independent
+of the batch and is also the faster way there.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from ..errors import SimVQError
-from ..models.codec import SimVQCodec
 from ..modules.conv import length_mask
 from .windows import Chunk, n_frames_for, plan_chunks, split_samples
 
@@ -109,13 +109,28 @@ class BatchSettings:
             raise ValueError("need chunk_frames >= 1, context_frames >= 0 and max_batch_samples >= 1")
 
 
+class Codec(Protocol):
+    """What a ``Batcher`` runs: a ``SimVQCodec`` (in eval mode) or an ``onnx.OnnxCodec``."""
+
+    sample_rate: int
+    channels: int
+    hop_length: int
+    n_codebooks: int
+    codebook_size: int
+
+    def encode(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def decode(self, codes: torch.Tensor, length: int | None = None,
+               frame_lengths: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
 class Batcher:
     """A codec (in eval mode, on ``device``) run over windows and whole items in padded batches.
 
     Results come back as ordinary CPU tensors; every model call runs under ``torch.inference_mode()``.
     """
 
-    def __init__(self, model: SimVQCodec, device: torch.device, settings: BatchSettings):
+    def __init__(self, model: Codec, device: torch.device, settings: BatchSettings):
         self.model, self.device, self.settings = model, device, settings
         self.hop_length, self.channels = model.hop_length, model.channels
 

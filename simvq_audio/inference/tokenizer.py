@@ -20,7 +20,8 @@ from ..models.spec import ModelSpec
 from ..tokens.format import TokenFile, read_tokens, write_tokens
 from ..tokens.header import TokenHeader
 from . import file_decoding, file_encoding
-from .batching import Batcher, BatchSettings, EncodedBatch, pad_codes, resolve_device
+from .backends import backend_device, check_backend_options, onnx_runner
+from .batching import Batcher, BatchSettings, EncodedBatch, pad_codes
 from .inputs import AudioLike, CodesLike, check_codes, prepare_audio
 
 DEFAULT_CHUNK_SECONDS = 30.0
@@ -35,7 +36,8 @@ class Tokenizer:
 
     Args:
         model: the codec (moved to ``device`` and put in eval mode).
-        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        device: ``"auto"`` (CUDA if available; the CPU for the onnx backend), ``"cpu"``, ``"cuda"`` or a
+            ``torch.device``.
         batch_size: items (or windows of long items) per forward pass.
         chunk_seconds: audio longer than this is processed in windows of this many seconds ...
         context_seconds: ... plus this much context on each side (discarded after the model).
@@ -43,14 +45,27 @@ class Tokenizer:
         batch_invariant: encode each window in a forward pass of its own, so that its tokens are
             bit-identical whatever else is encoded with it; default: on a CPU (where it is also the
             faster way), not on CUDA. Decoding is batched either way.
+        backend: ``"torch"`` (the model itself) or ``"onnx"``: its ONNX graphs by ONNX Runtime on the CPU
+            (the ``onnx`` extra), about twice as fast there, with the same codes except on near-ties and
+            audio within float32 rounding (docs/onnx.md); inputs shorter than the graphs take (under 40 ms
+            for the built-in model) go through the model.
+        onnx_dir: the onnx backend's graphs: a folder written by ``export_onnx``, or a new or empty one to
+            export into; default: a cache folder per model id under ``$XDG_CACHE_HOME/simvq-audio/onnx``
+            (``~/.cache``), exported on first use. Graphs of another model are an ``OnnxModelError``.
+        threads: ONNX Runtime's intra-op threads (default ``onnx.default_threads()``: the usable CPUs, at
+            most 4); the torch backend takes none (it uses ``torch.set_num_threads``).
+
+    A backend, device and options that do not go together are a ``BackendError``.
     """
 
     def __init__(self, model: SimVQCodec, device: str | torch.device = "cpu", batch_size: int = 8,
                  chunk_seconds: float = DEFAULT_CHUNK_SECONDS, context_seconds: float = DEFAULT_CONTEXT_SECONDS,
-                 max_batch_seconds: float | None = None, batch_invariant: bool | None = None):
+                 max_batch_seconds: float | None = None, batch_invariant: bool | None = None,
+                 backend: str = "torch", onnx_dir: str | os.PathLike | None = None, threads: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        device = resolve_device(device)
+        check_backend_options(backend, onnx_dir, threads)
+        device = backend_device(backend, device)
         if max_batch_seconds is None:
             max_batch_seconds = DEFAULT_MAX_BATCH_SECONDS.get(device.type, DEFAULT_MAX_BATCH_SECONDS["cpu"])
         if chunk_seconds <= 0 or context_seconds < 0 or max_batch_seconds <= 0:
@@ -60,17 +75,26 @@ class Tokenizer:
             context_frames=int(np.ceil(context_seconds * model.frame_rate)),
             max_batch_samples=max(1, int(max_batch_seconds * model.sample_rate)),
             batch_invariant=device.type == "cpu" if batch_invariant is None else bool(batch_invariant))
-        self.batcher = Batcher(model.to(device).eval(), device, settings)
         self.spec: ModelSpec = model.spec  # hashes every weight: computed once
+        self.backend = backend
+        self._model = model.to(device).eval()
+        runner = self._model if backend == "torch" else onnx_runner(self._model, self.spec.model_id, onnx_dir, threads)
+        self.batcher = Batcher(runner, device, settings)
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike = "default", device: str | torch.device = "auto",
+                        backend: str = "torch", onnx_dir: str | os.PathLike | None = None, threads: int | None = None,
                         **kwargs) -> Tokenizer:
         """Load a model folder, a built-in model or a Hub repo id by name; ``kwargs`` go to ``Tokenizer``."""
-        return cls(SimVQCodec.from_pretrained(path_or_name, device="cpu"), device=device, **kwargs)
+        check_backend_options(backend, onnx_dir, threads)
+        backend_device(backend, device)  # before loading the weights
+        return cls(SimVQCodec.from_pretrained(path_or_name, device="cpu"), device=device, backend=backend,
+                   onnx_dir=onnx_dir, threads=threads, **kwargs)
 
     # -- what the model is (see ``spec``) and how it is run --------------------------------------------
-    model = property(lambda self: self.batcher.model, doc="The codec, on ``device``, in eval mode.")
+    model = property(lambda self: self._model, doc="The torch codec, on ``device``, in eval mode (whatever the backend).")
+    onnx_dir = property(lambda self: getattr(self.batcher.model, "directory", None),
+                        doc="The folder of the onnx backend's graphs; None for torch.")
     device = property(lambda self: self.batcher.device, doc="Where the model runs.")
     settings = property(lambda self: self.batcher.settings, doc="Batch size, window and memory limits.")
     batch_size = property(lambda self: self.settings.batch_size, doc="Items (or windows) per forward pass.")

@@ -5,7 +5,7 @@
 
 from .export import export_onnx
 from .graphs import DecoderGraph, EncoderGraph, OnnxExportError, fold_weight_norm, min_frames, min_samples
-from .runtime import OnnxCodec, OnnxModelError, default_threads
+from .runtime import OnnxCodec, OnnxModelError, default_threads, read_manifest
 
 __all__ = ["DecoderGraph", "EncoderGraph", "OnnxCodec", "OnnxExportError", "OnnxModelError", "default_threads", "export_onnx",
-           "fold_weight_norm", "min_frames", "min_samples"]
+           "fold_weight_norm", "min_frames", "min_samples", "read_manifest"]

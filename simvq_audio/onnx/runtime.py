@@ -30,6 +30,20 @@ def default_threads() -> int:
     return max(1, min(4, cpus))
 
 
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The ``onnx.json`` of a folder written by ``export_onnx``; ``OnnxModelError`` if it has none or another format."""
+    manifest_path = Path(directory) / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OnnxModelError(f"{manifest_path}: not an ONNX model folder ({exc})") from exc
+    manifest = manifest if isinstance(manifest, dict) else {}
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise OnnxModelError(f"{manifest_path}: format {manifest.get('format')!r} version "
+                             f"{manifest.get('format_version')!r}, expected {FORMAT!r} {FORMAT_VERSION}")
+    return manifest
+
+
 def _session(path: Path, threads: int):
     import onnxruntime as ort
 
@@ -74,15 +88,7 @@ class OnnxCodec:
 
     def __init__(self, directory: str | os.PathLike, threads: int | None = None, fallback=None):
         self.directory = Path(directory)
-        manifest_path = self.directory / MANIFEST_FILE
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise OnnxModelError(f"{manifest_path}: not an ONNX model folder ({exc})") from exc
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise OnnxModelError(f"{manifest_path}: format {manifest.get('format')!r} version "
-                                 f"{manifest.get('format_version')!r}, expected {FORMAT!r} {FORMAT_VERSION}")
-        self.manifest = manifest
+        self.manifest = manifest = read_manifest(self.directory)
         if fallback is not None and fallback.model_id != manifest["model_id"]:
             raise OnnxModelError(f"the fallback codec is model {fallback.model_id}, the graphs are {manifest['model_id']}")
         self.fallback = fallback
