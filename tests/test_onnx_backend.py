@@ -12,8 +12,8 @@ from conftest import SHARED_DATA  # noqa: E402
 from test_onnx import SR, tiny_codec, voice  # noqa: E402
 
 from simvq_audio.cli import main  # noqa: E402
-from simvq_audio.inference import Tokenizer  # noqa: E402
-from simvq_audio.inference.backends import BackendError, onnx_cache_dir  # noqa: E402
+from simvq_audio.inference import BackendError, Tokenizer  # noqa: E402
+from simvq_audio.inference.backends import onnx_cache_dir  # noqa: E402
 from simvq_audio.onnx import OnnxCodec, OnnxModelError, export_onnx  # noqa: E402
 from simvq_audio.tokens.format import read_tokens  # noqa: E402
 

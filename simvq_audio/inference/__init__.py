@@ -2,8 +2,8 @@
 
 ``tokenizer`` (the ``Tokenizer`` in front), ``inputs`` (checks of caller audio and codes),
 ``windows`` (frame-aligned windows with context for long signals), ``batching`` (length groups,
-pad + mask + forward, memory release), ``file_encoding`` / ``file_decoding`` (files streamed in
-bounded memory). Names load on first use.
+pad + mask + forward, memory release), ``backends`` (the torch codec or its ONNX graphs),
+``file_encoding`` / ``file_decoding`` (files streamed in bounded memory). Names load on first use.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 _EXPORTS = {
     "Tokenizer": "tokenizer",
+    "BackendError": "backends",
     "EncodedBatch": "batching",
     "BatchSettings": "batching",
     "Batcher": "batching",
