@@ -5,8 +5,7 @@ Names are imported on first use so that ``import simvq_audio.data`` stays light 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "ManifestEntry": "manifest",
@@ -17,11 +16,4 @@ _EXPORTS = {
     "collate_audio": "dataset",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -8,8 +8,7 @@ pad + mask + forward, memory release), ``backends`` (the torch codec or its ONNX
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "Tokenizer": "tokenizer",
@@ -22,11 +21,4 @@ _EXPORTS = {
     "FileWindows": "file_encoding",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
