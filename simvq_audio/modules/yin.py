@@ -59,13 +59,21 @@ def yin(wav: torch.Tensor, sample_rate: int, hop_length: int, fmin: float = 60.0
     spec = torch.fft.rfft(frames, n_fft)
     head = torch.fft.rfft(frames[..., :w], n_fft)
     corr = torch.fft.irfft(spec * head.conj(), n_fft)[..., : tau_max + 1]  # r(tau), tau = 0..tau_max
+    return yin_from_correlation(frames, corr, w, tau_min, tau_max, threshold, 10 ** (silence_db / 20), sample_rate)
+
+
+def yin_from_correlation(frames: torch.Tensor, corr: torch.Tensor, w: int, tau_min: int, tau_max: int,
+                         threshold: float, silence_ratio: float, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """YIN's decision from zero-mean ``frames [B, T, length]`` and their correlation ``corr [B, T, tau_max + 1]``
+    with the first ``w`` samples: difference function, cumulative mean normalisation, the first local
+    minimum below ``threshold`` refined by parabolic interpolation, and voicing (a candidate, and RMS above
+    ``silence_ratio`` times the item's loudest frame). Shared by ``yin`` and its ONNX graph."""
     energy = F.pad(frames.square().cumsum(-1), (1, 0))  # energy[k] = sum_{j<k} x_j^2
-    taus = torch.arange(tau_max + 1, device=x.device)
+    taus = torch.arange(tau_max + 1, device=frames.device)
     e_tau = energy[..., taus + w] - energy[..., taus]
     diff = (energy[..., w:w + 1] + e_tau - 2 * corr).clamp(min=0)  # d(tau)
     cum = diff[..., 1:].cumsum(-1)
-    cmnd = torch.ones_like(diff)
-    cmnd[..., 1:] = diff[..., 1:] * taus[1:] / cum.clamp(min=1e-12)
+    cmnd = torch.cat([torch.ones_like(diff[..., :1]), diff[..., 1:] * taus[1:] / cum.clamp(min=1e-12)], -1)
     lags = cmnd[..., tau_min:tau_max]
     prev, nxt = cmnd[..., tau_min - 1:tau_max - 1], cmnd[..., tau_min + 1:tau_max + 1]
     candidate = (lags < threshold) & (lags <= prev) & (lags <= nxt)
@@ -78,7 +86,7 @@ def yin(wav: torch.Tensor, sample_rate: int, hop_length: int, fmin: float = 60.0
     shift = torch.where(denom.abs() > 1e-12, 0.5 * (y0 - y2) / denom, torch.zeros_like(denom)).clamp(-1, 1)
     period = i.float() + shift
     rms = energy[..., w].div(w).sqrt()
-    loud = rms > rms.amax(-1, keepdim=True) * 10 ** (silence_db / 20)
+    loud = rms > rms.amax(-1, keepdim=True) * silence_ratio
     voiced = has & loud & (rms > 1e-5)
     f0 = torch.where(voiced, sample_rate / period, torch.zeros_like(period))
     return f0, voiced

@@ -33,6 +33,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import SimVQError
 from ..modules.excitation import harmonic_excitation
+from ..modules.yin import yin_from_correlation
 
 F0_REFERENCE_HZ = 100.0  # the pitch features' unit: octaves above 100 Hz (as the codec's ``octaves``)
 
@@ -213,7 +214,6 @@ class GraphYin(nn.Module):
         self.register_buffer("dft", torch.from_numpy(forward).float(), persistent=False)
         self.register_buffer("idft", torch.from_numpy(inverse).float(), persistent=False)
         self.register_buffer("eye", torch.eye(length)[:, None, :], persistent=False)
-        self.register_buffer("taus", torch.arange(self.tau_max + 1), persistent=False)
         self.bins = bins
 
     def frames(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,28 +234,8 @@ class GraphYin(nn.Module):
         s_re, s_im, h_re, h_im = spec[..., :bins], spec[..., bins:], head[..., :bins], head[..., bins:]
         product = torch.cat([s_re * h_re + s_im * h_im, s_im * h_re - s_re * h_im], -1)
         corr = product @ self.idft  # r(tau), tau = 0..tau_max
-        energy = F.pad(frames.square().cumsum(-1), (1, 0))
-        taus = self.taus
-        e_tau = energy[..., taus + w] - energy[..., taus]
-        diff = (energy[..., w:w + 1] + e_tau - 2 * corr).clamp(min=0)
-        cum = diff[..., 1:].cumsum(-1)
-        cmnd = torch.cat([torch.ones_like(diff[..., :1]), diff[..., 1:] * taus[1:] / cum.clamp(min=1e-12)], -1)
-        tau_min, tau_max = self.tau_min, self.tau_max
-        lags = cmnd[..., tau_min:tau_max]
-        prev, nxt = cmnd[..., tau_min - 1:tau_max - 1], cmnd[..., tau_min + 1:tau_max + 1]
-        candidate = (lags < self.threshold) & (lags <= prev) & (lags <= nxt)
-        has = candidate.any(-1)
-        first = candidate.float().argmax(-1)
-        i = (first + tau_min).clamp(1, tau_max - 1)
-        y0, y1, y2 = (cmnd.gather(-1, (i + k).unsqueeze(-1)).squeeze(-1) for k in (-1, 0, 1))
-        denom = y0 - 2 * y1 + y2
-        shift = torch.where(denom.abs() > 1e-12, 0.5 * (y0 - y2) / denom, torch.zeros_like(denom)).clamp(-1, 1)
-        period = i.float() + shift
-        rms = energy[..., w].div(w).sqrt()
-        loud = rms > rms.amax(-1, keepdim=True) * self.silence
-        voiced = has & loud & (rms > 1e-5)
-        f0 = torch.where(voiced, self.sample_rate / period, torch.zeros_like(period))
-        return f0, voiced
+        return yin_from_correlation(frames, corr, w, self.tau_min, self.tau_max, self.threshold, self.silence,
+                                    self.sample_rate)
 
 
 # -- the two graphs -------------------------------------------------------------------------------
