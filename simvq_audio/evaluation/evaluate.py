@@ -31,6 +31,7 @@ from ..audio.io import find_audio_files, load_audio
 from ..errors import AudioError, SimVQError
 from ..fileio import atomic_write_text, check_not_input
 from ..metrics import compute_metrics
+from ..quantization.tracker import uniform_ceiling
 from .baselines import Baseline, BaselineUnavailable, CodecRun, DelayEstimator, parse_baseline, run_baseline, shift
 from .plots import plot_code_usage, plot_mel_comparison
 
@@ -120,8 +121,7 @@ def codebook_stats(counts: np.ndarray) -> dict:
     """
     counts = np.asarray(counts, dtype=np.float64)
     used = (counts > 0).mean(axis=1)
-    frames = counts.sum(axis=1)
-    ceiling = 1.0 - np.exp(frames * np.log1p(-1.0 / counts.shape[1]))
+    ceiling = np.array([uniform_ceiling(int(n), counts.shape[1]) for n in counts.sum(axis=1)])
     p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0), axis=1)
     ppl = np.exp(entropy)

@@ -24,6 +24,11 @@ def _distributed_sum(counts: torch.Tensor) -> torch.Tensor:
     return counts
 
 
+def uniform_ceiling(frames: int, codebook_size: int) -> float:
+    """The expected share of ``codebook_size`` codes that ``frames`` uniform draws use: ``1 - (1 - 1/K) ** frames``."""
+    return 1.0 - math.exp(frames * math.log1p(-1.0 / codebook_size)) if frames else 0.0
+
+
 class CodeUsageTracker:
     """Counts of each code over the last ``window`` updates (or since ``reset`` when ``None``).
 
@@ -131,8 +136,7 @@ class CodeUsageTracker:
         ``N`` frames drawn uniformly from ``K`` codes use ``1 - (1 - 1/K) ** N`` of them on average:
         a window of ``K`` frames can show at most 63%, one of ``3 K`` frames 95%.
         """
-        n = self.total()
-        return 1.0 - math.exp(n * math.log1p(-1.0 / self.codebook_size)) if n else 0.0
+        return uniform_ceiling(self.total(), self.codebook_size)
 
     def dead_codes(self, steps: int) -> int:
         """Codes not used in any of the last ``steps`` updates (all updates so far, when fewer)."""
