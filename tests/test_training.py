@@ -202,7 +202,7 @@ def test_staged_training_new_decoder_on_frozen_encoder_and_quantizer(trained, tm
                            "discriminator.mrd_n_ffts=[256,128]", "discriminator.mrd_hop_lengths=[64,32]")
     gen = trainer.unwrapped_generator
     reference = model.state_dict()
-    frozen_keys = [k for k in reference if k.split(".")[0] in ("encoder", "in_proj", "quantizer")]
+    frozen_keys = [k for k in reference if k.split(".")[0] in ("encoder", "in_proj", "quantizer", "out_proj")]
     assert frozen_keys and all(torch.equal(gen.state_dict()[k], reference[k]) for k in frozen_keys)
     decoder_before = {k: v.clone() for k, v in gen.state_dict().items() if k.startswith("decoder.")}
     optimised = {id(p) for group in trainer.g_opt.optimizer.param_groups for p in group["params"]}

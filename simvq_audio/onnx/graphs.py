@@ -39,7 +39,7 @@ F0_REFERENCE_HZ = 100.0  # the pitch features' unit: octaves above 100 Hz (as th
 
 
 class OnnxExportError(SimVQError, NotImplementedError):
-    """A part of the codec that has no ONNX graph yet (the Vocos decoder, an unknown layer)."""
+    """A part of the codec that has no ONNX graph (an unknown layer)."""
 
 
 def _unparametrized(module: nn.Module) -> nn.Module:
@@ -282,17 +282,71 @@ class EncoderGraph(nn.Module):
         return torch.stack(codes, 1)
 
 
+class GraphISTFT(nn.Module):
+    """``ISTFTHead.istft`` of ``modules/vocos.py`` ("same" padding, one item) as an export-friendly module.
+
+    The inverse real DFT is two matrix products with constant cosine and sine tables (the window
+    folded in; opset 17 has no inverse FFT), the overlap-add a transposed convolution with an
+    identity kernel, and the window envelope the same overlap-add of the squared window over ``T``
+    frames of ones. ``forward(log_mag [B, F, T], phase [B, F, T]) -> audio [B, T * hop]``.
+    """
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        n, hop = head.n_fft, head.hop_length
+        self.n_fft, self.hop, self.max_log_magnitude = n, hop, head.max_log_magnitude
+        bins = n // 2 + 1
+        angle = 2 * np.pi * ((np.arange(bins)[:, None] * np.arange(n)[None, :]) % n) / n
+        weight = np.full((bins, 1), 2.0)
+        weight[0] = weight[-1] = 1.0  # irfft counts the DC and Nyquist bins once (n_fft is even)
+        window = head.window.double().cpu().numpy()[None, :]
+        self.register_buffer("cos", torch.from_numpy(weight * np.cos(angle) * window / n).float(), persistent=False)
+        self.register_buffer("sin", torch.from_numpy(-weight * np.sin(angle) * window / n).float(), persistent=False)
+        self.register_buffer("eye", torch.eye(n)[:, None, :], persistent=False)
+        self.register_buffer("window_sq", head.window.float().square()[None, None, :], persistent=False)
+
+    def forward(self, log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        mag = torch.exp(log_mag.clamp(max=self.max_log_magnitude))
+        re, im = (mag * torch.cos(phase)).transpose(1, 2), (mag * torch.sin(phase)).transpose(1, 2)
+        frames = (re @ self.cos + im @ self.sin).transpose(1, 2)  # [B, n_fft, T], windowed
+        audio = F.conv_transpose1d(frames, self.eye, stride=self.hop)[:, 0]
+        envelope = F.conv_transpose1d(torch.ones_like(log_mag[:, :1]), self.window_sq, stride=self.hop)[:, 0]
+        t, pad = log_mag.shape[-1], (self.n_fft - self.hop) // 2
+        audio, envelope = audio[:, pad:pad + t * self.hop], envelope[:, pad:pad + t * self.hop]
+        return audio / envelope.clamp(min=1e-8)
+
+
+class VocosGraph(nn.Module):
+    """``VocosDecoder`` of ``modules/vocos.py`` for whole items: ``latent [B, D, T] -> audio [B, 1, T * hop]``."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.embed, self.norm = copy.deepcopy(decoder.embed), copy.deepcopy(decoder.norm)
+        self.blocks = copy.deepcopy(decoder.blocks)
+        self.final_norm, self.out = copy.deepcopy(decoder.final_norm), copy.deepcopy(decoder.head.out)
+        self.istft = GraphISTFT(decoder.head)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.embed(latent).transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        h = self.out(self.final_norm(x.transpose(1, 2))).transpose(1, 2).float()
+        log_mag, phase = h.chunk(2, dim=1)
+        return self.istft(log_mag, phase)[:, None]
+
+
 class DecoderGraph(nn.Module):
     """``codes [B, n_q, T] int64 -> audio [B, C, T * hop] float32``, as ``SimVQCodec.decode`` (untrimmed)."""
 
     def __init__(self, codec: nn.Module):
         super().__init__()
         config = codec.config
-        check_exportable(codec)
         self.register_buffer("codebooks", _codebooks(codec))
         self.out_proj = _plain(codec.out_proj)
-        self.layers = nn.ModuleList(convert_layers(codec.decoder.model)).float()
-        self.inject = nn.ModuleList(StaticPadConv1d(inj) for inj in codec.decoder.inject).float()
+        vocos = config.decoder.kind == "vocos"
+        self.vocos = VocosGraph(codec.decoder).float() if vocos else None
+        self.layers = nn.ModuleList([] if vocos else convert_layers(codec.decoder.model)).float()
+        self.inject = nn.ModuleList(StaticPadConv1d(inj) for inj in ([] if vocos else codec.decoder.inject)).float()
         self.ratios = tuple(config.seanet.ratios)
         self.pitch_head = _plain(codec.pitch_head)
         self.harmonic = _plain(codec.harmonic)
@@ -310,31 +364,27 @@ class DecoderGraph(nn.Module):
             head = self.pitch_head(latent)  # PitchHead.to_hz, with pow for exp2 (no ONNX exp2 in opset 17)
             f0, prob = F0_REFERENCE_HZ * torch.pow(2.0, head[:, 1]), torch.sigmoid(head[:, 0])
             sines = harmonic_excitation(f0, (prob > 0.5).float(), self.hop, self.sample_rate, self.n_sines)
-        x, stage, rate = latent, 0, 1
-        for layer in self.layers:
-            x = layer(x)
-            if self.excitation_harmonics and isinstance(layer, TrimConvTranspose1d):
-                rate *= self.ratios[stage]
-                pool = self.hop // rate
-                e = sines[:, :self.excitation_harmonics]
-                x = x + self.inject[stage](e if pool == 1 else F.avg_pool1d(e, pool))
-                stage += 1
+        if self.vocos is not None:
+            x = self.vocos(latent)
+        else:
+            x, stage, rate = latent, 0, 1
+            for layer in self.layers:
+                x = layer(x)
+                if self.excitation_harmonics and isinstance(layer, TrimConvTranspose1d):
+                    rate *= self.ratios[stage]
+                    pool = self.hop // rate
+                    e = sines[:, :self.excitation_harmonics]
+                    x = x + self.inject[stage](e if pool == 1 else F.avg_pool1d(e, pool))
+                    stage += 1
         if self.harmonic is not None:
             x = x + self.harmonic(latent, sines)
         return x
 
 
-def check_exportable(codec: nn.Module) -> None:
-    """Raise ``OnnxExportError`` for a codec these graphs do not cover (today: the Vocos decoder)."""
-    if codec.config.decoder.kind != "seanet":
-        raise OnnxExportError(f"no ONNX graph for the {codec.config.decoder.kind!r} decoder yet (seanet only)")
-
-
 def min_frames(codec: nn.Module) -> int:
     """Fewest frames both graphs accept (every reflect padding narrower than its input)."""
-    check_exportable(codec)
     encoder = convert_layers(codec.encoder.model)
-    decoder = convert_layers(codec.decoder.model)
+    decoder = convert_layers(codec.decoder.model) if codec.config.decoder.kind == "seanet" else []
     hop = codec.hop_length
     for t in range(1, 1 << 16):
         # The encoder must accept every length with t frames, so check the shortest: (t - 1) * hop + 1.

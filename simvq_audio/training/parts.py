@@ -11,17 +11,20 @@ from torch import nn
 
 from ..models.codec import SimVQCodec
 
-# part -> the codec's submodules it covers (the projections go with their side).
+# part -> the codec's submodules it covers. The projection into the lookup goes with the
+# encoder; the one out of it (codes -> the latents that the pitch head and the decoder read)
+# with the quantizer, so a new decoder started on a release's encoder and quantizer reads
+# the same latents as that release's pitch head.
 PARTS: dict[str, tuple[str, ...]] = {
     "encoder": ("encoder", "in_proj", "pitch_proj"),
-    "quantizer": ("quantizer",),
-    "decoder": ("out_proj", "decoder", "harmonic"),
+    "quantizer": ("quantizer", "out_proj"),
+    "decoder": ("decoder", "harmonic"),
     "pitch_head": ("pitch_head",),
 }
 # part -> the CodecConfig fields its weights depend on.
 PART_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "encoder": ("sample_rate", "seanet"),
-    "quantizer": ("quantizer",),
+    "quantizer": ("quantizer", "seanet"),  # out_proj maps the lookup to seanet.dimension
     "decoder": ("sample_rate", "decoder"),
     "pitch_head": ("pitch_head",),
 }
