@@ -81,12 +81,13 @@ def dev_usage(model, data: Path, n_files: int, max_seconds: float) -> dict:
     from simvq_audio.data.manifest import read_manifest
     from simvq_audio.evaluation.evaluate import codebook_stats
     from simvq_audio.metrics import mel_distance
+    from usage_ceiling import variance_spectrum
 
     entries = read_manifest(data / "dev.jsonl")
     picks = np.linspace(0, len(entries) - 1, min(n_files, len(entries))).round().astype(int)
     k = model.codebook_size
     counts = np.zeros((model.n_codebooks, k), dtype=np.int64)
-    mels = []
+    mels, latents = [], []
     model.eval()
     with torch.inference_mode():
         for i in picks:
@@ -94,12 +95,14 @@ def dev_usage(model, data: Path, n_files: int, max_seconds: float) -> dict:
             wav = wav[: int(max_seconds * model.sample_rate)]
             x = torch.as_tensor(wav, dtype=torch.float32).view(1, 1, -1)
             codes = model.encode(x)
+            latents.append(model._latents(x, None)[0].T)
             for q in range(model.n_codebooks):
                 counts[q] += np.bincount(codes[0, q].numpy().ravel(), minlength=k)
             y = model.decode(codes, length=x.shape[-1])
             mels.append(mel_distance(wav, y[0, 0].numpy(), model.sample_rate))
     stats = codebook_stats(counts)
-    return {"dev_used": stats["codebook_utilisation"], "dev_ceiling": stats["uniform_ceiling"],
+    _, effective = variance_spectrum(torch.cat(latents))
+    return {"dev_dims": effective, "dev_used": stats["codebook_utilisation"], "dev_ceiling": stats["uniform_ceiling"],
             "dev_ppl": stats["perplexity"], "dev_mel": float(np.mean(mels)), "dev_frames": int(counts[0].sum())}
 
 
@@ -120,7 +123,8 @@ def run_one(work: Path, kind: str, size: int, arm: str, steps: int, data: Path, 
         train_rows = [r for r in rows if "loss/mel" in r]
         tail = [r["loss/mel"] for r in train_rows if r["step"] > steps - 100] or [train_rows[-1]["loss/mel"]]
         curve = [(r["step"], r["codebook/utilization"], r["codebook/uniform_ceiling"]) for r in train_rows]
-        result = {"kind": kind, "K": size, "arm": arm, "steps": steps, **{f"window_{k}": v for k, v in window.items()},
+        result = {"kind": kind, "K": size, "arm": arm, "dim": model.quantizer.stages[0].dim, "steps": steps,
+                  **{f"window_{k}": v for k, v in window.items()},
                   "train_mel": float(sum(tail) / len(tail)), "collapsed": window["used"] < 0.01, "curve": curve}
         result.update(dev_usage(model, data, dev_files, dev_seconds))
     finally:
@@ -130,12 +134,12 @@ def run_one(work: Path, kind: str, size: int, arm: str, steps: int, data: Path, 
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| K | arm | kind | window used (ceiling) | ppl | dead | dev used (ceiling) | dev ppl | train mel | dev mel | collapsed |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| K | arm | kind | window used (ceiling) | ppl | dead | dev used (ceiling) | dev ppl | train mel | dev mel | lookup dims used | collapsed |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         lines.append(f"| {r['K']:,} | {r['arm']} | {r['kind']} | {r['window_used']:.1%} ({r['window_ceiling']:.0%}) | "
                      f"{r['window_ppl']:.0f} | {r['window_dead']:,} | {r['dev_used']:.1%} ({r['dev_ceiling']:.0%}) | "
-                     f"{r['dev_ppl']:.0f} | {r['train_mel']:.3f} | {r['dev_mel']:.3f} | "
+                     f"{r['dev_ppl']:.0f} | {r['train_mel']:.3f} | {r['dev_mel']:.3f} | {r['dev_dims']:.1f} of {r['dim']} | "
                      f"{'yes' if r['collapsed'] else 'no'} |")
     return "\n".join(lines)
 
