@@ -94,8 +94,9 @@ def dev_usage(model, data: Path, n_files: int, max_seconds: float) -> dict:
             wav = load_audio(entries[int(i)].path, model.sample_rate).samples[0]
             wav = wav[: int(max_seconds * model.sample_rate)]
             x = torch.as_tensor(wav, dtype=torch.float32).view(1, 1, -1)
-            codes = model.encode(x)
-            latents.append(model._latents(x, None)[0].T)
+            z = model._latents(x, None)  # what model.encode searches: kept for the dimensions it uses
+            codes = model.quantizer.encode(z)
+            latents.append(z[0].T)
             for q in range(model.n_codebooks):
                 counts[q] += np.bincount(codes[0, q].numpy().ravel(), minlength=k)
             y = model.decode(codes, length=x.shape[-1])

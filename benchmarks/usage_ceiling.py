@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import math
 import sys
 from pathlib import Path
 
@@ -36,9 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 
-def read_manifest(path: Path, limit: int) -> list[Path]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [(path.parent / r["path"]).resolve() for r in rows][:limit]
+def manifest_files(path: Path, limit: int) -> list[Path]:
+    from simvq_audio.data.manifest import read_manifest
+
+    return [Path(e.path) for e in read_manifest(path)][:limit]
 
 
 @torch.no_grad()
@@ -53,15 +52,14 @@ def latents(codec, files: list[Path]) -> torch.Tensor:
     return torch.cat(out)
 
 
-def usage(points: torch.Tensor, codebook: torch.Tensor) -> tuple[float, float]:
-    """Share of codes used and perplexity, nearest code by Euclidean distance (in chunks)."""
-    counts = torch.zeros(codebook.shape[0], dtype=torch.long)
-    norms = codebook.square().sum(-1)
-    for chunk in points.split(4096):
-        codes = (norms - 2 * chunk @ codebook.T).argmin(-1)
-        counts += torch.bincount(codes, minlength=codebook.shape[0])
-    p = counts[counts > 0].double() / counts.sum()
-    return float((counts > 0).double().mean()), float(torch.exp(-(p * p.log()).sum()))
+def usage(points: torch.Tensor, codebook: torch.Tensor) -> tuple[float, float, float]:
+    """Share of codes used, its uniform ceiling and perplexity, by the project's exact nearest-code search."""
+    from simvq_audio.evaluation.evaluate import codebook_stats
+    from simvq_audio.quantization.search import nearest_codes
+
+    codes = nearest_codes(points.float(), codebook.float())
+    stats = codebook_stats(np.bincount(codes.numpy(), minlength=codebook.shape[0])[None])
+    return stats["codebook_utilisation"], stats["uniform_ceiling"], stats["perplexity"]
 
 
 def variance_spectrum(points: torch.Tensor) -> tuple[list[float], float]:
@@ -71,11 +69,14 @@ def variance_spectrum(points: torch.Tensor) -> tuple[list[float], float]:
     return (eig / eig.sum()).tolist(), float(eig.sum() ** 2 / eig.square().sum())
 
 
-def matched_codebook(k: int, mean: torch.Tensor, cov: torch.Tensor, seed: int) -> torch.Tensor:
-    """``k`` seeded Gaussian codes with the given mean and covariance (SimVQ's data-dependent init)."""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.randn(k, mean.shape[0], generator=g, dtype=torch.float64)
-    return mean + base @ torch.linalg.cholesky(cov).T
+def matched_codebook(k: int, d: int, train: torch.Tensor, seed: int) -> torch.Tensor:
+    """SimVQ's effective codebook ``W(C)`` of ``k`` codes right after its data-dependent initialisation on
+    ``train [N, d]`` (moment matching, before any training step)."""
+    from simvq_audio.quantization.simvq import SimVQ
+
+    quantizer = SimVQ(d, k, seed=seed, data_init=True)
+    quantizer._data_init(train.float())
+    return quantizer.eval().codebook()
 
 
 def main() -> int:
@@ -91,24 +92,21 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from simvq_audio.models import SimVQCodec
-    from simvq_audio.quantization.tracker import uniform_ceiling
 
     codec = SimVQCodec.from_pretrained(args.model).eval()
-    train = latents(codec, read_manifest(args.data / "train.jsonl", args.train_files))
-    dev = latents(codec, read_manifest(args.data / "dev.jsonl", args.dev_files))
-    mean, cov = train.mean(0), torch.cov(train.T)
+    train = latents(codec, manifest_files(args.data / "train.jsonl", args.train_files))
+    dev = latents(codec, manifest_files(args.data / "dev.jsonl", args.dev_files))
     dev_mean, dev_cov = dev.mean(0), torch.cov(dev.T)
     g = torch.Generator().manual_seed(args.seed + 1)
     gauss = dev_mean + torch.randn(dev.shape, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(dev_cov).T
     n, d = dev.shape
-    codebooks = {f"trained (K = {codec.codebook_size:,})": codec.quantizer.stages[0].codebook().double()}
+    codebooks = {f"trained (K = {codec.codebook_size:,})": codec.quantizer.stages[0].codebook()}
     for k in args.sizes:
-        codebooks[f"matched (K = {k:,})"] = matched_codebook(k, mean, cov, args.seed)
+        codebooks[f"matched (K = {k:,})"] = matched_codebook(k, d, train, args.seed)
     rows = []
     for name, book in codebooks.items():
-        ceiling = uniform_ceiling(n, book.shape[0])
         for what, points in (("latents", dev), ("gaussian", gauss)):
-            used, ppl = usage(points, book)
+            used, ceiling, ppl = usage(points, book)
             rows.append((name, what, used, ceiling, ppl))
             print(f"{name:>24} {what:>9}: {100 * used:5.1f}% used (ceiling {100 * ceiling:5.1f}%), perplexity {ppl:,.0f}",
                   flush=True)

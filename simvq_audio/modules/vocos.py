@@ -94,10 +94,15 @@ class ISTFTHead(nn.Module):
         self.out = nn.Linear(dim, n_fft + 2)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def polar(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``[B, C, T]`` -> the clipped log magnitude and the phase, each ``[B, n_fft // 2 + 1, T]`` float32."""
         h = self.out(x.transpose(1, 2)).transpose(1, 2).float()  # [B, n_fft + 2, T]
         log_mag, phase = h.chunk(2, dim=1)
-        mag = torch.exp(log_mag.clamp(max=self.max_log_magnitude))
+        return log_mag.clamp(max=self.max_log_magnitude), phase
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        log_mag, phase = self.polar(x)
+        mag = torch.exp(log_mag)
         spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
         return self.istft(spec, mask).unsqueeze(1)
 
@@ -148,11 +153,14 @@ class VocosDecoder(nn.Module):
             nn.init.trunc_normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
 
-    def forward(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        mask = frame_mask(lengths, z.shape[-1], z.device)
+    def features(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents ``[B, latent_dim, T]`` -> the head's input ``[B, dim, T]`` (``mask [B, 1, T]`` zeroes padding)."""
         x = self.embed(_masked(z, mask))
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x, mask)
-        x = self.final_norm(x.transpose(1, 2)).transpose(1, 2)
-        return self.head(x, mask)
+        return self.final_norm(x.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        mask = frame_mask(lengths, z.shape[-1], z.device)
+        return self.head(self.features(z, mask), mask)

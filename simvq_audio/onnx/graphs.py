@@ -288,13 +288,14 @@ class GraphISTFT(nn.Module):
     The inverse real DFT is two matrix products with constant cosine and sine tables (the window
     folded in; opset 17 has no inverse FFT), the overlap-add a transposed convolution with an
     identity kernel, and the window envelope the same overlap-add of the squared window over ``T``
-    frames of ones. ``forward(log_mag [B, F, T], phase [B, F, T]) -> audio [B, T * hop]``.
+    frames of ones. ``forward(log_mag [B, F, T], phase [B, F, T]) -> audio [B, T * hop]``, ``log_mag`` as
+    ``ISTFTHead.polar`` gives it (clipped).
     """
 
     def __init__(self, head: nn.Module):
         super().__init__()
         n, hop = head.n_fft, head.hop_length
-        self.n_fft, self.hop, self.max_log_magnitude = n, hop, head.max_log_magnitude
+        self.n_fft, self.hop = n, hop
         bins = n // 2 + 1
         angle = 2 * np.pi * ((np.arange(bins)[:, None] * np.arange(n)[None, :]) % n) / n
         weight = np.full((bins, 1), 2.0)
@@ -306,7 +307,7 @@ class GraphISTFT(nn.Module):
         self.register_buffer("window_sq", head.window.float().square()[None, None, :], persistent=False)
 
     def forward(self, log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-        mag = torch.exp(log_mag.clamp(max=self.max_log_magnitude))
+        mag = torch.exp(log_mag)
         re, im = (mag * torch.cos(phase)).transpose(1, 2), (mag * torch.sin(phase)).transpose(1, 2)
         frames = (re @ self.cos + im @ self.sin).transpose(1, 2)  # [B, n_fft, T], windowed
         audio = F.conv_transpose1d(frames, self.eye, stride=self.hop)[:, 0]
@@ -317,21 +318,16 @@ class GraphISTFT(nn.Module):
 
 
 class VocosGraph(nn.Module):
-    """``VocosDecoder`` of ``modules/vocos.py`` for whole items: ``latent [B, D, T] -> audio [B, 1, T * hop]``."""
+    """``VocosDecoder`` of ``modules/vocos.py`` for whole items: ``latent [B, D, T] -> audio [B, 1, T * hop]``;
+    its own layers (``features``, ``head.polar``), then ``GraphISTFT`` in place of the complex inverse STFT."""
 
     def __init__(self, decoder: nn.Module):
         super().__init__()
-        self.embed, self.norm = copy.deepcopy(decoder.embed), copy.deepcopy(decoder.norm)
-        self.blocks = copy.deepcopy(decoder.blocks)
-        self.final_norm, self.out = copy.deepcopy(decoder.final_norm), copy.deepcopy(decoder.head.out)
+        self.decoder = copy.deepcopy(decoder)
         self.istft = GraphISTFT(decoder.head)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.embed(latent).transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        h = self.out(self.final_norm(x.transpose(1, 2))).transpose(1, 2).float()
-        log_mag, phase = h.chunk(2, dim=1)
+        log_mag, phase = self.decoder.head.polar(self.decoder.features(latent))
         return self.istft(log_mag, phase)[:, None]
 
 
