@@ -103,6 +103,24 @@ def test_harmonic_excitation_is_the_f0_and_its_multiples_below_nyquist():
     assert harmonic_excitation(f0, voiced, HOP, SR, 5, lengths)[..., 6000:].abs().max() == 0
 
 
+def test_harmonic_sum_is_the_sum_of_the_excitation_channels():
+    """The closed form (three sines per sample) equals the K channels summed, across voicing changes,
+    F0 glides through the Nyquist cut-offs, the phase's wrap and padded items."""
+    from simvq_audio.modules.excitation import harmonic_excitation, harmonic_sum
+
+    gen = torch.Generator().manual_seed(7)
+    f0 = torch.rand(3, 60, generator=gen) * 500 + 50
+    voiced = (torch.rand(3, 60, generator=gen) > 0.25).float()
+    lengths = torch.tensor([60, 41, 7])
+    for k in (1, 5, 48, 200):
+        channels = harmonic_excitation(f0, voiced, HOP, SR, k, lengths)
+        total = harmonic_sum(f0, voiced, HOP, SR, k, lengths)
+        assert total.shape == (3, 1, 60 * HOP) and torch.isfinite(total).all()
+        scale = float(channels.sum(1).abs().max())
+        assert scale > 0.5 * min(k, 16)
+        torch.testing.assert_close(total, channels.sum(1, keepdim=True), rtol=0, atol=2e-5 * scale)
+
+
 def test_source_filter_codec_keeps_lengths_and_batch_equals_single():
     codec = source_filter_codec()
     lengths = [3000, 16000, 801]

@@ -1,6 +1,7 @@
 """Vocos-style decoder: exact lengths, padded batch equals items alone, storage, gradients."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -72,6 +73,57 @@ def test_istft_inverts_a_known_stft():
     assert y.shape == x.shape
     # edges see fewer windows; the interior is exact
     torch.testing.assert_close(y[:, n_fft:-n_fft], x[:, n_fft:-n_fft], rtol=1e-4, atol=1e-4)
+
+
+def test_source_filter_head_passes_the_source_through_at_unit_gain():
+    """With the free magnitude off and the source's gain at 1, the head's output is the source itself:
+    its STFT (frames centred as the inverse's, zero outside) and the overlap-add invert each other, so
+    the voiced part's harmonics keep the source's frequency and phase exactly."""
+    n_fft, hop, t = 64, 16, 40
+    head = ISTFTHead(dim=4, n_fft=n_fft, hop_length=hop, max_log_magnitude=10.0, source=True)
+    assert head.out.out_features == 3 * (n_fft // 2 + 1)
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        head.out.bias[: n_fft // 2 + 1].fill_(-40.0)  # free magnitude e^-40
+    gen = torch.Generator().manual_seed(8)
+    source = torch.randn(2, 1, t * hop, generator=gen)
+    y = head(torch.randn(2, 4, t, generator=gen), source=source)
+    torch.testing.assert_close(y, source, rtol=1e-4, atol=1e-4)
+    # and a constant gain scales it
+    with torch.no_grad():
+        head.out.bias[2 * (n_fft // 2 + 1):].fill_(math.log(0.01))
+    torch.testing.assert_close(head(torch.randn(2, 4, t, generator=gen), source=source), 0.01 * source,
+                               rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="needs a source"):
+        head(torch.randn(1, 4, t))
+    with pytest.raises(ValueError, match="takes no source"):
+        ISTFTHead(dim=4, n_fft=n_fft, hop_length=hop, max_log_magnitude=10.0)(torch.randn(1, 4, t), source=source)
+
+
+def test_source_filter_vocos_codec_decodes_padded_batches_as_items_alone():
+    torch.manual_seed(2)
+    cfg = CodecConfig(sample_rate=16000, seanet=SEANetConfig(n_filters=4, ratios=(4, 4), dimension=8, lstm=0),
+                      quantizer=QuantizerConfig(codebook_size=32, dim=4), pitch_head=True, excitation_harmonics=40,
+                      decoder=DecoderConfig(kind="vocos", dim=16, intermediate_dim=24, n_layers=2, n_fft=32))
+    m = SimVQCodec(cfg).eval()
+    assert m.decoder.head.source and m.harmonic is None
+    with torch.no_grad():
+        m.pitch_head.net[-1].bias.copy_(torch.tensor([2.0, 0.5]))  # voiced at 2^0.5 x the reference F0
+        m.decoder.head.out.bias[2 * 17:].fill_(0.0)                 # source at gain 1
+    gen = torch.Generator().manual_seed(9)
+    codes = torch.randint(0, 32, (3, 1, 50), generator=gen)
+    frames = torch.tensor([50, 23, 4])
+    audio = m.decode(codes, frame_lengths=frames)
+    scale = float(audio.abs().max())  # pulses of up to 40 unit harmonics: float32 rounding at that scale
+    for i, f in enumerate(frames.tolist()):
+        alone = m.decode(codes[i:i + 1, :, :f])
+        torch.testing.assert_close(audio[i:i + 1, :, :f * 16], alone, rtol=0, atol=3e-5 * scale)
+        assert torch.all(audio[i, :, f * 16:] == 0)
+    # turning the source off changes the audio: the head uses it
+    with torch.no_grad():
+        m.decoder.head.out.bias[2 * 17:].fill_(-40.0)
+    assert (m.decode(codes) - audio).abs().max() > 1e-2
 
 
 def test_training_forward_gives_gradients_everywhere():

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..dataclass_dicts import from_dict
 from ..modules.conv import frame_mask
-from ..modules.excitation import harmonic_excitation
+from ..modules.excitation import harmonic_excitation, harmonic_sum
 from ..modules.harmonic import HarmonicBranch
 from ..modules.pitch_head import PitchHead
 from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
@@ -45,8 +45,6 @@ class CodecConfig:
                              "(decoding reads the F0 off the codes)")
         if self.harmonic_branch and self.seanet.channels != 1:
             raise ValueError("harmonic_branch is mono; seanet.channels must be 1")
-        if self.excitation_harmonics and self.decoder.kind != "seanet":
-            raise ValueError("excitation_harmonics is implemented for the seanet decoder only")
         if self.decoder.kind == "vocos" and self.seanet.channels != 1:
             raise ValueError(f"the vocos decoder is mono; seanet.channels is {self.seanet.channels}")
 
@@ -54,7 +52,9 @@ class CodecConfig:
 def build_decoder(config: CodecConfig) -> nn.Module:
     """The decoder ``config.decoder.kind`` names: latents ``[B, D, T]`` -> audio ``[B, C, T * hop]``."""
     if config.decoder.kind == "vocos":
-        return VocosDecoder(config.seanet.dimension, config.seanet.hop_length, config.decoder)
+        # excitation_harmonics with a Vocos decoder: a source-filter head over the harmonics' sum
+        return VocosDecoder(config.seanet.dimension, config.seanet.hop_length, config.decoder,
+                            source=bool(config.excitation_harmonics))
     return SEANetDecoder(config.seanet, excitation_channels=config.excitation_harmonics)
 
 
@@ -73,6 +73,8 @@ class CodecOutput:
             codec has one (``CodecConfig.pitch_head``), else ``None``.
         input_pitch: YIN's ``(f0 [B, T] Hz, voiced [B, T])`` of the input, when the codec computed it
             (pitch features or harmonics), so the pitch loss need not run YIN again.
+        latents: ``[B, d, T]`` the quantizer's input (the lookup space), with its gradient, for losses
+            on how the latents fill that space (``loss.spread``).
     """
 
     audio: torch.Tensor
@@ -84,6 +86,7 @@ class CodecOutput:
     frame_mask: torch.Tensor | None = None
     pitch: torch.Tensor | None = None
     input_pitch: tuple[torch.Tensor, torch.Tensor] | None = None
+    latents: torch.Tensor | None = None
 
 
 class SimVQCodec(nn.Module):
@@ -238,11 +241,19 @@ class SimVQCodec(nn.Module):
                 head = self._head(latent, frames) if head is None else head
                 f0, prob = PitchHead.to_hz(head.detach())
                 pitch = (f0, prob > 0.5)
-            n_harmonics = max(self.config.excitation_harmonics, self.config.harmonic_branch)
+        config = self.config
+        source_filter = config.decoder.kind == "vocos" and config.excitation_harmonics > 0
+        k = 0 if source_filter else config.excitation_harmonics  # sines the SEANet decoder takes
+        n_sines = max(k, config.harmonic_branch)
+        if n_sines:
             sines = harmonic_excitation(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
-                                        n_harmonics, frames).to(latent.dtype)
-        k = self.config.excitation_harmonics
-        audio = self.decoder(latent, frames, sines[:, :k]) if k else self.decoder(latent, frames)
+                                        n_sines, frames).to(latent.dtype)
+        if source_filter:  # the Vocos head filters the harmonics' sum
+            source = harmonic_sum(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
+                                  config.excitation_harmonics, frames)
+            audio = self.decoder(latent, frames, source.to(latent.dtype))
+        else:
+            audio = self.decoder(latent, frames, sines[:, :k]) if k else self.decoder(latent, frames)
         if self.harmonic is not None:
             audio = audio + self.harmonic(latent, sines, frames)
         return audio
@@ -279,6 +290,7 @@ class SimVQCodec(nn.Module):
             frame_mask=mask,
             pitch=head,
             input_pitch=pitch,
+            latents=z,
         )
 
     @torch.no_grad()

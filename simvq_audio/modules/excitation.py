@@ -33,17 +33,11 @@ def hold_last_frame(x: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tenso
     return x.gather(-1, idx.expand(x.shape))
 
 
-def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
-                        n_harmonics: int, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """Frame-rate F0 ``[B, T]`` (Hz) and voicing ``[B, T]`` (0..1) -> excitation ``[B, K, T * hop]``.
-
-    Frame ``t`` is centred on sample ``t * hop + hop / 2``; F0 and voicing are linearly
-    interpolated between frame centres. ``frame_lengths [B]`` (valid frames per item of a
-    padded batch) zero the excitation past each item, so items match their single decode.
-    """
+def _pitch_phase(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
+                 frame_lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frame-rate F0 and voicing ``[B, T]`` -> sample-rate F0, voicing and the F0's running phase ``[B, T * hop]``."""
     if f0.dim() != 2 or f0.shape != voiced.shape:
         raise ValueError(f"f0 and voiced must both be [B, T], got {tuple(f0.shape)} and {tuple(voiced.shape)}")
-    t = f0.shape[-1]
     f0 = f0.float() * (voiced > 0).float()
     amp = voiced.float().clamp(0, 1)
     if frame_lengths is not None:
@@ -53,11 +47,51 @@ def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int,
     # Phase in float64 and wrapped: an hour at 300 Hz is ~7e6 radians, beyond float32's resolution.
     # The wrapped phase is in [0, 2 pi): k times it stays within float32's resolution (3e-5 rad at k = 48).
     phase = torch.remainder(torch.cumsum(f0_up.double() * (2 * math.pi / sample_rate), -1), 2 * math.pi).float()
+    return f0_up, amp_up, phase
+
+
+def _past_items(out: torch.Tensor, frame_lengths: torch.Tensor | None, hop_length: int) -> torch.Tensor:
+    if frame_lengths is None:
+        return out
+    samples = length_mask(frame_lengths * hop_length, out.shape[-1], out.device)
+    return out * samples[:, None, :].float()
+
+
+def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
+                        n_harmonics: int, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Frame-rate F0 ``[B, T]`` (Hz) and voicing ``[B, T]`` (0..1) -> excitation ``[B, K, T * hop]``.
+
+    Frame ``t`` is centred on sample ``t * hop + hop / 2``; F0 and voicing are linearly
+    interpolated between frame centres. ``frame_lengths [B]`` (valid frames per item of a
+    padded batch) zero the excitation past each item, so items match their single decode.
+    """
+    f0_up, amp_up, phase = _pitch_phase(f0, voiced, hop_length, sample_rate, frame_lengths)
     k = torch.arange(1, n_harmonics + 1, device=f0.device, dtype=torch.float32)[None, :, None]
     sines = torch.sin(phase[:, None, :] * k)
     below_nyquist = (f0_up[:, None, :] * k < sample_rate / 2).float()
     out = sines * below_nyquist * amp_up[:, None, :] * EXCITATION_AMPLITUDE
-    if frame_lengths is not None:
-        samples = length_mask(frame_lengths * hop_length, t * hop_length, f0.device)
-        out = out * samples[:, None, :].float()
-    return out
+    return _past_items(out, frame_lengths, hop_length)
+
+
+def harmonic_sum(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
+                 n_harmonics: int, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """The sum over ``k`` of ``harmonic_excitation``'s channels, ``[B, 1, T * hop]``, in closed form.
+
+    A band-limited pulse train: ``sum_{k=1..K} sin(k psi) = sin(K psi / 2) sin((K + 1) psi / 2) / sin(psi / 2)``
+    with ``K`` per sample the number of harmonics below Nyquist (at most ``n_harmonics``): three sines
+    per sample where the channels take ``n_harmonics``. ``psi`` is the phase wrapped to ``[-pi, pi)``,
+    so the denominator is small only near ``psi = 0``, where the sum is ``psi K (K + 1) / 2`` to
+    first order (used below ``|psi| < 1e-4``).
+    """
+    f0_up, amp_up, phase = _pitch_phase(f0, voiced, hop_length, sample_rate, frame_lengths)
+    # Harmonics k with k * F0 < Nyquist: ceil(nyquist / F0) - 1 of them, at most n_harmonics.
+    count = torch.ceil((sample_rate / 2) / f0_up.clamp(min=1.0)) - 1.0
+    count = count.clamp(min=0.0, max=float(n_harmonics))
+    psi = torch.remainder(phase + math.pi, 2 * math.pi) - math.pi
+    half = 0.5 * psi
+    den = torch.sin(half)
+    small = psi.abs() < 1e-4
+    ratio = torch.sin(count * half) * torch.sin((count + 1.0) * half) / torch.where(small, torch.ones_like(den), den)
+    total = torch.where(small, psi * count * (count + 1.0) * 0.5, ratio)
+    out = (total * amp_up * EXCITATION_AMPLITUDE)[:, None, :]
+    return _past_items(out, frame_lengths, hop_length)

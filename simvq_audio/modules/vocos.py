@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from .conv import frame_mask
 
 DECODER_KINDS = ("seanet", "vocos")
+SOURCE_INITIAL_LOG_GAIN = -4.6  # gain ~0.01: the unit harmonics at about the level of speech's
 
 
 @dataclass(frozen=True)
@@ -84,27 +85,55 @@ class ISTFTHead(nn.Module):
 
     The linear layer predicts ``n_fft // 2 + 1`` log magnitudes and as many phases; the
     spectrum is ``exp(log_mag) * (cos p + i sin p)``.
+
+    ``source=True`` (a source-filter head): the layer also predicts a log gain per bin, and the
+    spectrum adds ``exp(log_gain)`` times the STFT of a harmonic source signal (a pulse train at
+    the pitch, ``modules/excitation.harmonic_sum``; the STFT that ``istft`` inverts, so a constant
+    gain scales the source). The source carries the phase of every harmonic, so the pitch of the
+    voiced part is the source's exactly and the layer only shapes its spectral envelope; the free
+    magnitude and phase keep the noise and whatever the source lacks.
     """
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float):
+    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float, source: bool = False):
         super().__init__()
         if n_fft < hop_length or (n_fft - hop_length) % 2:
             raise ValueError(f"n_fft ({n_fft}) must be >= hop ({hop_length}) with n_fft - hop even")
         self.n_fft, self.hop_length, self.max_log_magnitude = n_fft, hop_length, max_log_magnitude
-        self.out = nn.Linear(dim, n_fft + 2)
+        self.source = source
+        bins = n_fft // 2 + 1
+        self.out = nn.Linear(dim, 2 * bins + (bins if source else 0))
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
-    def polar(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features ``[B, C, T]`` -> the clipped log magnitude and the phase, each ``[B, n_fft // 2 + 1, T]`` float32."""
-        h = self.out(x.transpose(1, 2)).transpose(1, 2).float()  # [B, n_fft + 2, T]
-        log_mag, phase = h.chunk(2, dim=1)
-        return log_mag.clamp(max=self.max_log_magnitude), phase
+    def polar(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Features ``[B, C, T]`` -> the clipped log magnitude, the phase and (``source=True``, else ``None``)
+        the clipped log gain of the source, each ``[B, n_fft // 2 + 1, T]`` float32."""
+        h = self.out(x.transpose(1, 2)).transpose(1, 2).float()  # [B, (2 or 3) * bins, T]
+        bins = self.n_fft // 2 + 1
+        log_mag, phase = h[:, :bins], h[:, bins:2 * bins]
+        log_gain = h[:, 2 * bins:].clamp(max=self.max_log_magnitude) if self.source else None
+        return log_mag.clamp(max=self.max_log_magnitude), phase, log_gain
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        log_mag, phase = self.polar(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                source: torch.Tensor | None = None) -> torch.Tensor:
+        if (source is None) == self.source:
+            raise ValueError("this head needs a source signal [B, 1, T * hop]" if self.source
+                             else "this head takes no source signal")
+        log_mag, phase, log_gain = self.polar(x)
         mag = torch.exp(log_mag)
         spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+        if self.source:
+            spec = spec + torch.exp(log_gain) * self.stft(source[:, 0], x.shape[-1])
         return self.istft(spec, mask).unsqueeze(1)
+
+    def stft(self, signal: torch.Tensor, frames: int) -> torch.Tensor:
+        """``[B, frames * hop]`` -> ``[B, n_fft // 2 + 1, frames]`` complex, frames centred as ``istft``'s
+        (zero outside the signal), the inverse of ``istft``: at gain 1 the head passes the source through."""
+        n, hop = self.n_fft, self.hop_length
+        if signal.shape[-1] != frames * hop:
+            raise ValueError(f"the source must have {frames} x {hop} samples, got {signal.shape[-1]}")
+        pad = (n - hop) // 2
+        cut = F.pad(signal.float(), (pad, pad)).unfold(-1, n, hop)  # [B, frames, n_fft]
+        return torch.fft.rfft(cut * self.window, dim=-1).transpose(1, 2)
 
     def istft(self, spec: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, n_fft // 2 + 1, T]`` complex -> ``[B, T * hop]`` by windowed overlap-add ("same" padding)."""
@@ -134,7 +163,7 @@ class VocosDecoder(nn.Module):
     are zero).
     """
 
-    def __init__(self, latent_dim: int, hop_length: int, cfg: DecoderConfig):
+    def __init__(self, latent_dim: int, hop_length: int, cfg: DecoderConfig, source: bool = False):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Conv1d(latent_dim, cfg.dim, cfg.kernel_size, padding=cfg.kernel_size // 2)
@@ -144,8 +173,10 @@ class VocosDecoder(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.head = ISTFTHead(cfg.dim, cfg.n_fft, hop_length, cfg.max_log_magnitude)
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, hop_length, cfg.max_log_magnitude, source)
         self.apply(self._init)
+        if source:  # the source starts at a speech-like level (gain 0.01 per unit harmonic), not at gain 1
+            nn.init.constant_(self.head.out.bias[2 * (cfg.n_fft // 2 + 1):], SOURCE_INITIAL_LOG_GAIN)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -161,6 +192,8 @@ class VocosDecoder(nn.Module):
             x = block(x, mask)
         return self.final_norm(x.transpose(1, 2)).transpose(1, 2)
 
-    def forward(self, z: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, lengths: torch.Tensor | None = None,
+                source: torch.Tensor | None = None) -> torch.Tensor:
+        """``source [B, 1, T * hop]``: the harmonic source signal, for a decoder built with ``source=True``."""
         mask = frame_mask(lengths, z.shape[-1], z.device)
-        return self.head(self.features(z, mask), mask)
+        return self.head(self.features(z, mask), mask, source)

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from ..errors import SimVQError
-from ..modules.excitation import harmonic_excitation
+from ..modules.excitation import harmonic_excitation, harmonic_sum
 from ..modules.yin import yin_from_correlation
 
 F0_REFERENCE_HZ = 100.0  # the pitch features' unit: octaves above 100 Hz (as the codec's ``octaves``)
@@ -288,8 +288,7 @@ class GraphISTFT(nn.Module):
     The inverse real DFT is two matrix products with constant cosine and sine tables (the window
     folded in; opset 17 has no inverse FFT), the overlap-add a transposed convolution with an
     identity kernel, and the window envelope the same overlap-add of the squared window over ``T``
-    frames of ones. ``forward(log_mag [B, F, T], phase [B, F, T]) -> audio [B, T * hop]``, ``log_mag`` as
-    ``ISTFTHead.polar`` gives it (clipped).
+    frames of ones. ``forward(re [B, F, T], im [B, F, T]) -> audio [B, T * hop]``.
     """
 
     def __init__(self, head: nn.Module):
@@ -306,29 +305,53 @@ class GraphISTFT(nn.Module):
         self.register_buffer("eye", torch.eye(n)[:, None, :], persistent=False)
         self.register_buffer("window_sq", head.window.float().square()[None, None, :], persistent=False)
 
-    def forward(self, log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
-        mag = torch.exp(log_mag)
-        re, im = (mag * torch.cos(phase)).transpose(1, 2), (mag * torch.sin(phase)).transpose(1, 2)
-        frames = (re @ self.cos + im @ self.sin).transpose(1, 2)  # [B, n_fft, T], windowed
+    def forward(self, re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+        frames = (re.transpose(1, 2) @ self.cos + im.transpose(1, 2) @ self.sin).transpose(1, 2)  # [B, n_fft, T]
         audio = F.conv_transpose1d(frames, self.eye, stride=self.hop)[:, 0]
-        envelope = F.conv_transpose1d(torch.ones_like(log_mag[:, :1]), self.window_sq, stride=self.hop)[:, 0]
-        t, pad = log_mag.shape[-1], (self.n_fft - self.hop) // 2
+        envelope = F.conv_transpose1d(torch.ones_like(re[:, :1]), self.window_sq, stride=self.hop)[:, 0]
+        t, pad = re.shape[-1], (self.n_fft - self.hop) // 2
         audio, envelope = audio[:, pad:pad + t * self.hop], envelope[:, pad:pad + t * self.hop]
         return audio / envelope.clamp(min=1e-8)
 
 
+class GraphSTFT(nn.Module):
+    """``ISTFTHead.stft`` as a strided convolution with windowed cosine and sine kernels (no FFT in opset 17):
+    ``forward(signal [B, 1, T * hop]) -> (re, im)``, each ``[B, n_fft // 2 + 1, T]``."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        n, hop = head.n_fft, head.hop_length
+        self.pad, self.hop, self.bins = (n - hop) // 2, hop, n // 2 + 1
+        angle = 2 * np.pi * ((np.arange(self.bins)[:, None] * np.arange(n)[None, :]) % n) / n
+        window = head.window.double().cpu().numpy()[None, :]
+        kernels = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])
+        self.register_buffer("kernels", torch.from_numpy(kernels).float()[:, None, :], persistent=False)
+
+    def forward(self, signal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spec = F.conv1d(F.pad(signal, (self.pad, self.pad)), self.kernels, stride=self.hop)
+        return spec[:, :self.bins], spec[:, self.bins:]
+
+
 class VocosGraph(nn.Module):
-    """``VocosDecoder`` of ``modules/vocos.py`` for whole items: ``latent [B, D, T] -> audio [B, 1, T * hop]``;
-    its own layers (``features``, ``head.polar``), then ``GraphISTFT`` in place of the complex inverse STFT."""
+    """``VocosDecoder`` of ``modules/vocos.py`` for whole items: ``latent [B, D, T] (, source [B, 1, T * hop])
+    -> audio [B, 1, T * hop]``; its own layers (``features``, ``head.polar``), then ``GraphISTFT`` in place
+    of the complex inverse STFT (and ``GraphSTFT`` for a source-filter head's source)."""
 
     def __init__(self, decoder: nn.Module):
         super().__init__()
         self.decoder = copy.deepcopy(decoder)
         self.istft = GraphISTFT(decoder.head)
+        self.stft = GraphSTFT(decoder.head) if decoder.head.source else None
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        log_mag, phase = self.decoder.head.polar(self.decoder.features(latent))
-        return self.istft(log_mag, phase)[:, None]
+    def forward(self, latent: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        log_mag, phase, log_gain = self.decoder.head.polar(self.decoder.features(latent))
+        mag = torch.exp(log_mag)
+        re, im = mag * torch.cos(phase), mag * torch.sin(phase)
+        if self.stft is not None:
+            gain = torch.exp(log_gain)
+            source_re, source_im = self.stft(source)
+            re, im = re + gain * source_re, im + gain * source_im
+        return self.istft(re, im)[:, None]
 
 
 class DecoderGraph(nn.Module):
@@ -347,21 +370,26 @@ class DecoderGraph(nn.Module):
         self.pitch_head = _plain(codec.pitch_head)
         self.harmonic = _plain(codec.harmonic)
         self.hop, self.sample_rate = codec.hop_length, config.sample_rate
-        self.excitation_harmonics = config.excitation_harmonics
-        self.n_sines = max(config.excitation_harmonics, config.harmonic_branch)
+        # a Vocos decoder with excitation_harmonics: a source-filter head over the harmonics' sum
+        self.source_harmonics = config.excitation_harmonics if vocos else 0
+        self.excitation_harmonics = 0 if vocos else config.excitation_harmonics
+        self.n_sines = max(self.excitation_harmonics, config.harmonic_branch)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         q = self.codebooks[0][codes[:, 0]]
         for i in range(1, self.codebooks.shape[0]):
             q = q + self.codebooks[i][codes[:, i]]
         latent = self.out_proj(q.transpose(1, 2))
-        sines = None
-        if self.n_sines:
+        sines = source = None
+        if self.n_sines or self.source_harmonics:
             head = self.pitch_head(latent)  # PitchHead.to_hz, with pow for exp2 (no ONNX exp2 in opset 17)
-            f0, prob = F0_REFERENCE_HZ * torch.pow(2.0, head[:, 1]), torch.sigmoid(head[:, 0])
-            sines = harmonic_excitation(f0, (prob > 0.5).float(), self.hop, self.sample_rate, self.n_sines)
+            f0, voiced = F0_REFERENCE_HZ * torch.pow(2.0, head[:, 1]), (torch.sigmoid(head[:, 0]) > 0.5).float()
+            if self.n_sines:
+                sines = harmonic_excitation(f0, voiced, self.hop, self.sample_rate, self.n_sines)
+            if self.source_harmonics:
+                source = harmonic_sum(f0, voiced, self.hop, self.sample_rate, self.source_harmonics)
         if self.vocos is not None:
-            x = self.vocos(latent)
+            x = self.vocos(latent, source)
         else:
             x, stage, rate = latent, 0, 1
             for layer in self.layers:
