@@ -13,6 +13,8 @@ factor is changed at a time from the base (the project's defaults):
     cosine    l2-normalised (cosine) search
     beta1     commitment weight 1.0 instead of 0.25
     qloss1    quantizer loss weight 1 instead of 1000
+    spread / spread10   loss.spread at 1 / 10: the latents' covariance pushed towards isotropic
+              (losses/spread.py), against the one dominant direction every other arm's latents have
 
 each at every ``--sizes`` (default K = 8,192 and 65,536) and for every ``--kinds`` (SimVQ and
 plain VQ at the same settings). Per run: codes used over the trainer's last window of 3 K
@@ -52,6 +54,8 @@ ARMS: dict[str, list[str]] = {
     "cosine": ["model.quantizer.l2_norm=true"],
     "beta1": ["model.quantizer.beta=1.0"],
     "qloss1": ["loss.quantizer=1.0"],
+    "spread": ["loss.spread=1.0"],
+    "spread10": ["loss.spread=10.0"],
 }
 BASE = ["model.quantizer.dim=8", "loss.adversarial=0", "loss.feature_matching=0",
         "training.discriminator_start_step=1000000000", "schedule.kind=constant", "data.batch_size=8",

@@ -36,6 +36,8 @@ class LossConfig:
     each a *mean* over latent elements), hence the large default; see docs/training.md.
     ``stft`` adds a multi-resolution STFT loss (0 = off). ``pitch`` weighs the pitch
     head's loss against YIN's F0 and voicing (``losses/pitch.py``; needs ``model.pitch_head``).
+    ``spread`` weighs ``losses/spread.py``: how far the covariance of the quantizer's input is from
+    isotropic (0 = off), a push for latents that fill every dimension of the lookup.
     """
 
     mel: float = 45.0
@@ -44,12 +46,13 @@ class LossConfig:
     feature_matching: float = 1.0
     stft: float = 0.0
     pitch: float = 0.0
+    spread: float = 0.0
     gan_kind: str = "hinge"
 
     def __post_init__(self) -> None:
         if self.gan_kind not in GAN_KINDS:
             raise ValueError(f"gan_kind must be one of {GAN_KINDS}, got {self.gan_kind!r}")
-        for name in ("mel", "quantizer", "adversarial", "feature_matching", "stft", "pitch"):
+        for name in ("mel", "quantizer", "adversarial", "feature_matching", "stft", "pitch", "spread"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0")
 

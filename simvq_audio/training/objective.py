@@ -23,6 +23,7 @@ from ..losses import (
     generator_adversarial_loss,
 )
 from ..losses.pitch import PitchLoss
+from ..losses.spread import spread_loss
 from ..models.codec import CodecOutput
 from .config import LossConfig
 
@@ -50,8 +51,8 @@ def frozen(module: nn.Module):
 class CodecObjective(nn.Module):
     """Losses of the codec GAN, weighted by a ``LossConfig``.
 
-    ``generator_loss``: ``mel * L_mel + quantizer * L_q [+ stft * L_stft] [+ pitch * L_pitch]`` and, when a
-    discriminator is given, ``+ adversarial * L_adv + feature_matching * L_fm``.
+    ``generator_loss``: ``mel * L_mel + quantizer * L_q [+ stft * L_stft] [+ pitch * L_pitch]
+    [+ spread * L_spread]`` and, when a discriminator is given, ``+ adversarial * L_adv + feature_matching * L_fm``.
     """
 
     def __init__(self, cfg: LossConfig, sample_rate: int, hop_length: int | None = None):
@@ -90,6 +91,12 @@ class CodecObjective(nn.Module):
             pitch, pitch_logs = self.pitch(out.pitch, real, out.frame_mask, out.input_pitch)
             total = total + w.pitch * pitch
             logs.update(pitch_logs)
+        if w.spread > 0:
+            if out.latents is None:
+                raise ValueError("loss.spread needs the quantizer's input (CodecOutput.latents)")
+            spread = spread_loss(out.latents, out.frame_mask)
+            total = total + w.spread * spread
+            logs["loss/spread"] = spread
         if discriminator is not None:
             if real_fmaps is None:
                 with autocast():
