@@ -150,8 +150,8 @@ def test_graphs_in_torch_equal_the_codec_and_folding_leaves_it_working():
         assert torch.equal(folded.encode(x), codes) and torch.equal(folded.decode(codes), before)
 
 
-@pytest.mark.parametrize("source_harmonics", [0, 30])
-def test_vocos_decoder_graph_equals_torch_for_any_length(tmp_path, source_harmonics):
+@pytest.mark.parametrize("source_harmonics,phase", [(0, "learned"), (30, "learned"), (30, "noise")])
+def test_vocos_decoder_graph_equals_torch_for_any_length(tmp_path, source_harmonics, phase):
     """The Vocos decoder's graph (inverse DFT as products, overlap-add as a transposed convolution)
     decodes as torch does, harmonic branch and source-filter head (its STFT as a strided convolution)
     included, for lengths down to one frame and batches."""
@@ -161,13 +161,14 @@ def test_vocos_decoder_graph_equals_torch_for_any_length(tmp_path, source_harmon
     cfg = CodecConfig(sample_rate=SR, seanet=SEANetConfig(n_filters=4, ratios=(5, 4, 2), dimension=8, lstm=0),
                       quantizer=QuantizerConfig(codebook_size=16, dim=4), pitch_head=True, pitch_features=True,
                       harmonic_branch=6, excitation_harmonics=source_harmonics,
-                      decoder=DecoderConfig(kind="vocos", dim=16, intermediate_dim=32, n_layers=2, n_fft=160))
+                      decoder=DecoderConfig(kind="vocos", dim=16, intermediate_dim=32, n_layers=2, n_fft=160,
+                                            phase=phase))
     codec = SimVQCodec(cfg).eval()
     with torch.no_grad():
         codec.harmonic.amplitudes.bias.fill_(-1.0)
         codec.pitch_head.net[-1].bias.copy_(torch.tensor([2.0, 0.5]))
         if source_harmonics:  # the source at gain 0.1: a tenth of the output or more
-            codec.decoder.head.out.bias[2 * 81:].fill_(-2.3)
+            codec.decoder.head.out.bias[codec.decoder.head.gain_offset:].fill_(-2.3)
     manifest = export_onnx(codec, tmp_path)
     runtime = OnnxCodec(tmp_path, threads=1)
     g = torch.Generator().manual_seed(0)
@@ -180,7 +181,7 @@ def test_vocos_decoder_graph_equals_torch_for_any_length(tmp_path, source_harmon
         assert ours.shape == reference.shape == (batch, 1, frames * HOP)
         scale = float(reference.abs().max())  # the source's pulses reach ~3: float32 rounding at that scale
         assert scale > 1e-3
-        assert torch.allclose(ours, reference, atol=1e-4 * max(scale, 1.0), rtol=1e-4), \
+        assert torch.allclose(ours, reference, atol=2e-4 * max(scale, 1.0), rtol=1e-4), \
             float((ours - reference).abs().max())
     audio = torch.cat([voice(3000, 5), voice(3000, 6, f0=200.0)])
     assert torch.equal(runtime.encode(audio), codec.encode(audio))

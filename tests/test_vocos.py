@@ -126,6 +126,47 @@ def test_source_filter_vocos_codec_decodes_padded_batches_as_items_alone():
     assert (m.decode(codes) - audio).abs().max() > 1e-2
 
 
+def test_noise_phase_is_fixed_uniform_and_makes_noise_not_a_frame_rate_buzz():
+    """A flat magnitude with a constant phase per bin (what a slowly varying learned phase gives)
+    overlaps into a pulse train at the frame rate; with ``noise_phase`` it is noise."""
+    from simvq_audio.modules.vocos import noise_phase
+
+    bins, t, n_fft, hop = 129, 400, 256, 64
+    phase = noise_phase(bins, t)
+    assert phase.shape == (bins, t) and phase.dtype == torch.float32
+    assert torch.equal(phase, noise_phase(bins, 2 * t)[:, :t])  # a frame's phase depends on its index only
+    assert float(phase.min()) >= 0 and float(phase.max()) < 2 * math.pi
+    hist = torch.histc(phase, bins=8, min=0, max=2 * math.pi) / phase.numel()
+    assert float((hist - 1 / 8).abs().max()) < 0.01
+    head = ISTFTHead(dim=4, n_fft=n_fft, hop_length=hop, max_log_magnitude=10.0)
+
+    def hop_correlation(phases):
+        y = head.istft(torch.polar(torch.ones(1, bins, t), phases))[0, n_fft:-n_fft]
+        y = y - y.mean()
+        return float((y[hop:] * y[:-hop]).sum() / (y * y).sum())
+
+    assert hop_correlation(torch.zeros(1, bins, t) + torch.rand(bins, 1)) > 0.9  # buzz at the frame rate
+    assert abs(hop_correlation(phase[None])) < 0.1
+
+
+def test_noise_phase_head_predicts_magnitudes_and_gains_only():
+    torch.manual_seed(4)
+    cfg = CodecConfig(sample_rate=16000, seanet=SEANetConfig(n_filters=4, ratios=(4, 4), dimension=8, lstm=0),
+                      quantizer=QuantizerConfig(codebook_size=32, dim=4), pitch_head=True, excitation_harmonics=40,
+                      decoder=DecoderConfig(kind="vocos", dim=16, intermediate_dim=24, n_layers=2, n_fft=32,
+                                            phase="noise"))
+    m = SimVQCodec(cfg).eval()
+    assert m.decoder.head.out.out_features == 2 * 17 and m.decoder.head.gain_offset == 17
+    gen = torch.Generator().manual_seed(10)
+    codes = torch.randint(0, 32, (2, 1, 30), generator=gen)
+    frames = torch.tensor([30, 11])
+    audio = m.decode(codes, frame_lengths=frames)
+    torch.testing.assert_close(audio[1:, :, :11 * 16], m.decode(codes[1:, :, :11]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(m.decode(codes), m.decode(codes))  # deterministic
+    with pytest.raises(ConfigError, match="phase"):
+        from_dict(CodecConfig, {"decoder": {"kind": "vocos", "phase": "random"}})
+
+
 def test_training_forward_gives_gradients_everywhere():
     m = tiny_vocos().train()
     x = torch.randn(2, 1, 320)

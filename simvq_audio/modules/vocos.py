@@ -15,6 +15,7 @@ exactly as it would alone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ from torch.nn import functional as F
 from .conv import frame_mask
 
 DECODER_KINDS = ("seanet", "vocos")
+PHASES = ("learned", "noise")
 SOURCE_INITIAL_LOG_GAIN = -4.6  # gain ~0.01: the unit harmonics at about the level of speech's
 
 
@@ -36,7 +38,10 @@ class DecoderConfig:
     ``intermediate_dim``: hidden width of each block's MLP; ``n_layers``: blocks;
     ``kernel_size``: depthwise convolution width in frames; ``n_fft``: inverse-STFT size in
     samples (a multiple of 2; ``n_fft - hop`` must be even); ``max_log_magnitude``: the
-    head's log magnitude is clipped here (as Vocos, exp(100) overflows in float32 otherwise).
+    head's log magnitude is clipped here (as Vocos, exp(100) overflows in float32 otherwise);
+    ``phase``: ``"learned"`` (the head predicts each bin's phase, as Vocos) or ``"noise"`` (a fixed
+    pseudo-random phase per bin and frame, ``noise_phase``: the head's free spectrum is then shaped
+    noise, and only a source-filter head's source can be periodic).
     """
 
     kind: str = "seanet"
@@ -46,16 +51,39 @@ class DecoderConfig:
     kernel_size: int = 7
     n_fft: int = 800
     max_log_magnitude: float = 10.0
+    phase: str = "learned"
 
     def __post_init__(self) -> None:
         if self.kind not in DECODER_KINDS:
             raise ValueError(f"decoder kind must be one of {DECODER_KINDS}, got {self.kind!r}")
+        if self.phase not in PHASES:
+            raise ValueError(f"decoder phase must be one of {PHASES}, got {self.phase!r}")
         if min(self.dim, self.intermediate_dim, self.n_layers, self.n_fft) < 1:
             raise ValueError("decoder dim, intermediate_dim, n_layers and n_fft must be >= 1")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"decoder kernel_size must be odd, got {self.kernel_size}")
         if self.n_fft % 2:
             raise ValueError(f"decoder n_fft must be even, got {self.n_fft}")
+
+
+_HASH_MODULUS = 1048573  # a prime below 2^20: squares stay far inside int64
+
+
+def noise_phase(bins: int, frames: torch.Tensor | int, device: torch.device | None = None) -> torch.Tensor:
+    """A fixed pseudo-random phase in ``[0, 2 pi)`` for each bin ``k`` and frame ``t``: ``[bins, frames]`` float32.
+
+    An integer hash of ``(k, t)`` (products and remainders in int64), so torch and ONNX Runtime give the
+    same bits on any machine, a frame's phase depends only on its index in the item, and neighbouring
+    frames and bins are uncorrelated: a spectrum with this phase and a slowly varying magnitude is
+    noise, never a tone and never a buzz at the frame rate.
+    """
+    m = _HASH_MODULUS
+    k = torch.arange(bins, device=device)[:, None]
+    t = torch.arange(frames, device=device)[None, :]
+    u = (k * 7919 + t * 104729 + 12345) % m
+    v = (u * u + k) % m
+    w = (v * 48271 + t) % m
+    return w.float() * (2 * math.pi / m)
 
 
 def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -92,25 +120,38 @@ class ISTFTHead(nn.Module):
     gain scales the source). The source carries the phase of every harmonic, so the pitch of the
     voiced part is the source's exactly and the layer only shapes its spectral envelope; the free
     magnitude and phase keep the noise and whatever the source lacks.
+
+    ``phase="noise"``: the layer predicts no phases; the free spectrum takes ``noise_phase`` (shaped
+    noise). Trained with a mel loss alone, a learned phase that varies slowly from frame to frame
+    overlaps into a buzz at the frame rate (80 Hz for the built-in model), heard and tracked as a
+    second, wrong pitch; with a source-filter head the noise phase leaves the periodicity to the source.
     """
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float, source: bool = False):
+    def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float, source: bool = False,
+                 phase: str = "learned"):
         super().__init__()
         if n_fft < hop_length or (n_fft - hop_length) % 2:
             raise ValueError(f"n_fft ({n_fft}) must be >= hop ({hop_length}) with n_fft - hop even")
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         self.n_fft, self.hop_length, self.max_log_magnitude = n_fft, hop_length, max_log_magnitude
-        self.source = source
+        self.source, self.learned_phase = source, phase == "learned"
         bins = n_fft // 2 + 1
-        self.out = nn.Linear(dim, 2 * bins + (bins if source else 0))
+        self.gain_offset = 2 * bins if self.learned_phase else bins  # where the source's log gains start
+        self.out = nn.Linear(dim, self.gain_offset + (bins if source else 0))
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def polar(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Features ``[B, C, T]`` -> the clipped log magnitude, the phase and (``source=True``, else ``None``)
         the clipped log gain of the source, each ``[B, n_fft // 2 + 1, T]`` float32."""
-        h = self.out(x.transpose(1, 2)).transpose(1, 2).float()  # [B, (2 or 3) * bins, T]
+        h = self.out(x.transpose(1, 2)).transpose(1, 2).float()  # [B, (1 to 3) * bins, T]
         bins = self.n_fft // 2 + 1
-        log_mag, phase = h[:, :bins], h[:, bins:2 * bins]
-        log_gain = h[:, 2 * bins:].clamp(max=self.max_log_magnitude) if self.source else None
+        log_mag = h[:, :bins]
+        if self.learned_phase:
+            phase = h[:, bins:2 * bins]
+        else:  # the same for every item: [1, bins, T]
+            phase = noise_phase(bins, h.shape[-1], h.device)[None]
+        log_gain = h[:, self.gain_offset:].clamp(max=self.max_log_magnitude) if self.source else None
         return log_mag.clamp(max=self.max_log_magnitude), phase, log_gain
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
@@ -173,10 +214,10 @@ class VocosDecoder(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.head = ISTFTHead(cfg.dim, cfg.n_fft, hop_length, cfg.max_log_magnitude, source)
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, hop_length, cfg.max_log_magnitude, source, cfg.phase)
         self.apply(self._init)
         if source:  # the source starts at a speech-like level (gain 0.01 per unit harmonic), not at gain 1
-            nn.init.constant_(self.head.out.bias[2 * (cfg.n_fft // 2 + 1):], SOURCE_INITIAL_LOG_GAIN)
+            nn.init.constant_(self.head.out.bias[self.head.gain_offset:], SOURCE_INITIAL_LOG_GAIN)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
