@@ -7,6 +7,10 @@ codec's hop turns them into ``T * hop`` samples. The inverse STFT uses "same" pa
 (as Vocos): frames are centred on ``hop / 2 + t * hop``, so ``T`` frames give exactly
 ``T * hop`` samples and the codec's ``ceil(N / hop)`` framing is kept.
 
+A source-filter variant (``ISTFTHead(source=True)``, the codec's ``excitation_harmonics`` with this
+decoder) adds a per-bin gain times the STFT of a pulse train at the pitch, and ``phase="noise"``
+makes the rest of the spectrum shaped noise: harmonic plus noise, as a vocoder built for pitch.
+
 Padded batches: every layer is per-frame except the depthwise convolutions and the
 overlap-add. Frames past an item's length are zeroed before each convolution and in the
 spectrum, and the overlap-add's window envelope is computed per item, so an item decodes
