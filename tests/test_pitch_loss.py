@@ -173,3 +173,24 @@ def test_harmonic_branch_adds_f0_multiples_and_keeps_batch_equal_single():
     codes = codec.encode(batch, lengths=torch.tensor(lengths))
     audio = codec.decode(codes, frame_lengths=torch.tensor([12, 80]))
     torch.testing.assert_close(audio[:1, :, :2400], codec.decode(codec.encode(x[..., :2400])), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("forcing", [True, False])
+def test_teacher_forcing_chooses_the_training_excitations_f0(forcing):
+    """teacher_forcing=True: in training the sines follow YIN's F0 of the input; False: the pitch head's,
+    so the training forward decodes exactly as decode() does from the same codes."""
+    import dataclasses
+
+    codec = source_filter_codec(seed=3)
+    codec = SimVQCodec(dataclasses.replace(codec.config, teacher_forcing=forcing,
+                                           quantizer=QuantizerConfig(codebook_size=32, dim=4, data_init=False)))
+    for p in (*codec.pitch_proj.parameters(), *codec.decoder.inject.parameters()):
+        torch.nn.init.normal_(p, std=0.1)
+    with torch.no_grad():
+        codec.pitch_head.net[-1].bias.copy_(torch.tensor([2.0, 1.0]))  # voiced at 200 Hz, unlike the input
+    x = tone(150.0, 0.5)[None, None] * 0.3
+    trained = codec.train()(x, generator=torch.Generator().manual_seed(0))
+    codec.eval()
+    decoded = codec.decode(trained.codes, x.shape[-1])
+    same = torch.allclose(trained.audio, decoded, rtol=1e-4, atol=1e-5)
+    assert same != forcing

@@ -23,7 +23,12 @@ from .spec import ModelSpec
 
 @dataclass(frozen=True)
 class CodecConfig:
-    """Everything needed to rebuild a codec; stored with its weights as ``config.json``."""
+    """Everything needed to rebuild a codec; stored with its weights as ``config.json``.
+
+    ``teacher_forcing``: in training, the decoder's sines follow YIN's F0 of the input (``True``) or,
+    as at decode time, the pitch head's F0 read off the codes (``False``: the decoder learns to render
+    the F0 it will be given).
+    """
 
     sample_rate: int = 24000
     seanet: SEANetConfig = field(default_factory=SEANetConfig)
@@ -34,6 +39,7 @@ class CodecConfig:
     pitch_features: bool = False
     excitation_harmonics: int = 0
     harmonic_branch: int = 0
+    teacher_forcing: bool = True
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -267,9 +273,9 @@ class SimVQCodec(nn.Module):
         wav = self._check_audio(wav)
         n = wav.shape[-1]
         lengths = self._checked_lengths(lengths, n, wav.shape[0])
-        # YIN's pitch of the input feeds the encoder's pitch features and, in training, the
-        # decoder's excitation (teacher forcing); outside training the decoder reads the F0 off
-        # the codes through the pitch head, as decode() does.
+        # YIN's pitch of the input feeds the encoder's pitch features and, in training with
+        # teacher_forcing, the decoder's excitation; otherwise the decoder reads the F0 off the
+        # codes through the pitch head, as decode() does.
         pitch = self._yin(wav) if (self.pitch_proj is not None or self._needs_sines) else None
         z = self._latents(wav, lengths, pitch)
         frames = None if lengths is None else torch.div(lengths + self.hop_length - 1, self.hop_length,
@@ -279,7 +285,8 @@ class SimVQCodec(nn.Module):
         q = self.quantizer(z, mask=mask, n_q=n_q, generator=generator)
         latent = self.out_proj(q.quantized)
         head = self._head(latent, frames)
-        audio = self._decode_latent(latent, frames, pitch if self.training else None, head)[..., :n]
+        forced = self.training and self.config.teacher_forcing
+        audio = self._decode_latent(latent, frames, pitch if forced else None, head)[..., :n]
         return CodecOutput(
             audio=audio,
             codes=q.codes,
