@@ -13,7 +13,7 @@ factor is changed at a time from the base (the project's defaults):
     cosine    l2-normalised (cosine) search
     beta1     commitment weight 1.0 instead of 0.25
     qloss1    quantizer loss weight 1 instead of 1000
-    spread / spread10   loss.spread at 1 / 10: the latents' covariance pushed towards isotropic
+    spread01 / spread / spread10   loss.spread at 0.1 / 1 / 10: the latents' covariance pushed towards isotropic
               (losses/spread.py), against the one dominant direction every other arm's latents have
 
 each at every ``--sizes`` (default K = 8,192 and 65,536) and for every ``--kinds`` (SimVQ and
@@ -54,6 +54,7 @@ ARMS: dict[str, list[str]] = {
     "cosine": ["model.quantizer.l2_norm=true"],
     "beta1": ["model.quantizer.beta=1.0"],
     "qloss1": ["loss.quantizer=1.0"],
+    "spread01": ["loss.spread=0.1"],
     "spread": ["loss.spread=1.0"],
     "spread10": ["loss.spread=10.0"],
 }
