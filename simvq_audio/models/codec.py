@@ -54,14 +54,23 @@ class CodecConfig:
         if self.decoder.kind == "vocos" and self.seanet.channels != 1:
             raise ValueError(f"the vocos decoder is mono; seanet.channels is {self.seanet.channels}")
 
+    @property
+    def decoder_sines(self) -> int:
+        """Sines at F0 .. K F0 a SEANet decoder adds after each upsampling: ``excitation_harmonics`` with that decoder."""
+        return 0 if self.decoder.kind == "vocos" else self.excitation_harmonics
+
+    @property
+    def source_harmonics(self) -> int:
+        """Harmonics summed into a Vocos decoder's source-filter head: ``excitation_harmonics`` with that decoder."""
+        return self.excitation_harmonics if self.decoder.kind == "vocos" else 0
+
 
 def build_decoder(config: CodecConfig) -> nn.Module:
     """The decoder ``config.decoder.kind`` names: latents ``[B, D, T]`` -> audio ``[B, C, T * hop]``."""
     if config.decoder.kind == "vocos":
-        # excitation_harmonics with a Vocos decoder: a source-filter head over the harmonics' sum
         return VocosDecoder(config.seanet.dimension, config.seanet.hop_length, config.decoder,
-                            source=bool(config.excitation_harmonics))
-    return SEANetDecoder(config.seanet, excitation_channels=config.excitation_harmonics)
+                            source=bool(config.source_harmonics))
+    return SEANetDecoder(config.seanet, excitation_channels=config.decoder_sines)
 
 
 @dataclass
@@ -248,15 +257,14 @@ class SimVQCodec(nn.Module):
                 f0, prob = PitchHead.to_hz(head.detach())
                 pitch = (f0, prob > 0.5)
         config = self.config
-        source_filter = config.decoder.kind == "vocos" and config.excitation_harmonics > 0
-        k = 0 if source_filter else config.excitation_harmonics  # sines the SEANet decoder takes
+        k = config.decoder_sines
         n_sines = max(k, config.harmonic_branch)
         if n_sines:
             sines = harmonic_excitation(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
                                         n_sines, frames).to(latent.dtype)
-        if source_filter:  # the Vocos head filters the harmonics' sum
+        if config.source_harmonics:  # the Vocos head filters the harmonics' sum
             source = harmonic_sum(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
-                                  config.excitation_harmonics, frames)
+                                  config.source_harmonics, frames)
             audio = self.decoder(latent, frames, source.to(latent.dtype))
         else:
             audio = self.decoder(latent, frames, sines[:, :k]) if k else self.decoder(latent, frames)

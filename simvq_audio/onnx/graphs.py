@@ -38,6 +38,18 @@ from ..modules.yin import yin_from_correlation
 F0_REFERENCE_HZ = 100.0  # the pitch features' unit: octaves above 100 Hz (as the codec's ``octaves``)
 
 
+def _dft_angles(bins: int, samples: int, n_fft: int) -> np.ndarray:
+    """``[bins, samples]`` angles ``2 pi (k j mod n_fft) / n_fft`` of an ``n_fft``-point DFT (exact integer phase)."""
+    return 2 * np.pi * ((np.arange(bins)[:, None] * np.arange(samples)[None, :]) % n_fft) / n_fft
+
+
+def _irfft_weights(bins: int) -> np.ndarray:
+    """``[bins, 1]``: 2, except 1 for the DC and Nyquist bins, which an inverse real DFT (even size) counts once."""
+    weight = np.full((bins, 1), 2.0)
+    weight[0] = weight[-1] = 1.0
+    return weight
+
+
 class OnnxExportError(SimVQError, NotImplementedError):
     """A part of the codec that has no ONNX graph (an unknown layer)."""
 
@@ -202,14 +214,10 @@ class GraphYin(nn.Module):
         self.threshold, self.silence = threshold, 10 ** (silence_db / 20)
         n_fft = 1 << (length + w - 1).bit_length()
         bins = n_fft // 2 + 1
-        j = np.arange(length)[:, None]
-        k = np.arange(bins)[None, :]
-        angle = 2 * np.pi * ((j * k) % n_fft) / n_fft
+        angle = _dft_angles(bins, length, n_fft).T
         forward = np.concatenate([np.cos(angle), -np.sin(angle)], 1)  # [length, 2 * bins]: re, im
-        taus = np.arange(self.tau_max + 1)[None, :]
-        weight = np.full((bins, 1), 2.0)
-        weight[0] = weight[-1] = 1.0  # irfft counts the DC and Nyquist bins once
-        inv_angle = 2 * np.pi * ((np.arange(bins)[:, None] * taus) % n_fft) / n_fft
+        weight = _irfft_weights(bins)
+        inv_angle = _dft_angles(bins, self.tau_max + 1, n_fft)
         inverse = np.concatenate([weight * np.cos(inv_angle), -weight * np.sin(inv_angle)], 0) / n_fft
         self.register_buffer("dft", torch.from_numpy(forward).float(), persistent=False)
         self.register_buffer("idft", torch.from_numpy(inverse).float(), persistent=False)
@@ -296,9 +304,8 @@ class GraphISTFT(nn.Module):
         n, hop = head.n_fft, head.hop_length
         self.n_fft, self.hop = n, hop
         bins = n // 2 + 1
-        angle = 2 * np.pi * ((np.arange(bins)[:, None] * np.arange(n)[None, :]) % n) / n
-        weight = np.full((bins, 1), 2.0)
-        weight[0] = weight[-1] = 1.0  # irfft counts the DC and Nyquist bins once (n_fft is even)
+        angle = _dft_angles(bins, n, n)
+        weight = _irfft_weights(bins)  # n_fft is even
         window = head.window.double().cpu().numpy()[None, :]
         self.register_buffer("cos", torch.from_numpy(weight * np.cos(angle) * window / n).float(), persistent=False)
         self.register_buffer("sin", torch.from_numpy(-weight * np.sin(angle) * window / n).float(), persistent=False)
@@ -322,7 +329,7 @@ class GraphSTFT(nn.Module):
         super().__init__()
         n, hop = head.n_fft, head.hop_length
         self.pad, self.hop, self.bins = (n - hop) // 2, hop, n // 2 + 1
-        angle = 2 * np.pi * ((np.arange(self.bins)[:, None] * np.arange(n)[None, :]) % n) / n
+        angle = _dft_angles(self.bins, n, n)
         window = head.window.double().cpu().numpy()[None, :]
         kernels = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])
         self.register_buffer("kernels", torch.from_numpy(kernels).float()[:, None, :], persistent=False)
@@ -370,9 +377,7 @@ class DecoderGraph(nn.Module):
         self.pitch_head = _plain(codec.pitch_head)
         self.harmonic = _plain(codec.harmonic)
         self.hop, self.sample_rate = codec.hop_length, config.sample_rate
-        # a Vocos decoder with excitation_harmonics: a source-filter head over the harmonics' sum
-        self.source_harmonics = config.excitation_harmonics if vocos else 0
-        self.excitation_harmonics = 0 if vocos else config.excitation_harmonics
+        self.source_harmonics, self.excitation_harmonics = config.source_harmonics, config.decoder_sines
         self.n_sines = max(self.excitation_harmonics, config.harmonic_branch)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
