@@ -167,6 +167,52 @@ def test_noise_phase_head_predicts_magnitudes_and_gains_only():
         from_dict(CodecConfig, {"decoder": {"kind": "vocos", "phase": "random"}})
 
 
+def test_envelope_basis_interpolates_linearly_between_equally_spaced_nodes():
+    from simvq_audio.modules.vocos import envelope_basis
+
+    basis = envelope_basis(17, 5)  # nodes at bins 0, 4, 8, 12, 16
+    assert basis.shape == (17, 5)
+    torch.testing.assert_close(basis.sum(1), torch.ones(17))
+    nodes = torch.tensor([0.0, 4.0, -2.0, 1.0, 3.0])
+    torch.testing.assert_close(basis @ nodes, torch.tensor(
+        [0, 1, 2, 3, 4, 2.5, 1, -0.5, -2, -1.25, -0.5, 0.25, 1, 1.5, 2, 2.5, 3]))
+    assert torch.equal(envelope_basis(9, 9), torch.eye(9))  # one node per bin: the identity
+
+
+def test_envelope_bands_head_predicts_a_coarse_envelope_that_cannot_draw_harmonics():
+    """With ``envelope_bands`` the free log magnitude is piecewise linear between nodes 8 bins apart: whatever
+    the layer does, it has no peaks closer than that, so a harmonic comb at 4 bins' spacing (a pitch) can
+    only come from the source."""
+    torch.manual_seed(3)
+    cfg = DecoderConfig(kind="vocos", dim=16, intermediate_dim=24, n_layers=2, n_fft=64, phase="noise",
+                        envelope_bands=5)
+    decoder = VocosDecoder(8, 16, cfg, source=True)
+    head = decoder.head
+    assert head.out.out_features == 5 + 33 and head.gain_offset == 5
+    with torch.no_grad():
+        head.out.weight.normal_(0, 0.5)  # a layer far from its initial (smooth) output
+    log_mag, _, log_gain = head.polar(torch.randn(2, 16, 12))
+    assert log_mag.shape == log_gain.shape == (2, 33, 12) and float(log_mag.abs().max()) < head.max_log_magnitude
+    curvature = log_mag[:, 2:] - 2 * log_mag[:, 1:-1] + log_mag[:, :-2]  # zero except at the nodes
+    kinks = (curvature.abs() > 1e-4).any(0).any(-1).nonzero().flatten() + 1
+    assert set(kinks.tolist()) <= {8, 16, 24}
+    audio = decoder(torch.randn(2, 8, 12), source=torch.randn(2, 1, 12 * 16))
+    assert audio.shape == (2, 1, 192) and torch.isfinite(audio).all()
+    with pytest.raises(ConfigError, match="envelope_bands"):
+        from_dict(CodecConfig, {"decoder": {"kind": "vocos", "envelope_bands": 1}})
+    with pytest.raises(ConfigError, match="envelope_bands"):
+        from_dict(CodecConfig, {"decoder": {"kind": "vocos", "n_fft": 32, "envelope_bands": 18}})
+
+
+def test_a_vocos_model_saved_without_envelope_bands_keeps_its_id(tmp_path):
+    m = tiny_vocos()
+    mid = m.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    del meta["config"]["decoder"]["envelope_bands"]  # as written before the field existed
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    assert SimVQCodec.from_pretrained(tmp_path).model_id == mid
+
+
 def test_training_forward_gives_gradients_everywhere():
     m = tiny_vocos().train()
     x = torch.randn(2, 1, 320)

@@ -35,7 +35,7 @@ BUILTIN_MODELS = ("default",)
 # CodecConfig fields (dotted paths) added after format version 1 was released; a model's id leaves them
 # out while they hold their defaults.
 LATER_KEYS = ("decoder", "pitch_head", "pitch_features", "excitation_harmonics", "harmonic_branch",
-              "quantizer.l2_norm", "teacher_forcing")
+              "quantizer.l2_norm", "teacher_forcing", "decoder.envelope_bands")
 
 
 class ModelLoadError(SimVQError, RuntimeError):
@@ -128,8 +128,8 @@ def _canonical_config(config) -> str:
         *parents, key = path.split(".")
         mine, default = data, defaults
         for parent in parents:
-            mine, default = mine[parent], default[parent]
-        if mine[key] == default[key]:
+            mine, default = mine.get(parent, {}), default[parent]
+        if key in mine and mine[key] == default[key]:
             del mine[key]
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 

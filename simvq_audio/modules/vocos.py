@@ -45,7 +45,10 @@ class DecoderConfig:
     head's log magnitude is clipped here (as Vocos, exp(100) overflows in float32 otherwise);
     ``phase``: ``"learned"`` (the head predicts each bin's phase, as Vocos) or ``"noise"`` (a fixed
     pseudo-random phase per bin and frame, ``noise_phase``: the head's free spectrum is then shaped
-    noise, and only a source-filter head's source can be periodic).
+    noise, and only a source-filter head's source can be periodic); ``envelope_bands``: 0 (the head
+    predicts one log magnitude per bin) or N >= 2 (it predicts N, at equally spaced frequencies from 0 to
+    Nyquist, and each bin's log magnitude is their linear interpolation: a spectral envelope too coarse
+    to draw harmonics, so with ``phase="noise"`` and a source the free spectrum cannot carry a pitch).
     """
 
     kind: str = "seanet"
@@ -56,6 +59,7 @@ class DecoderConfig:
     n_fft: int = 800
     max_log_magnitude: float = 10.0
     phase: str = "learned"
+    envelope_bands: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in DECODER_KINDS:
@@ -68,6 +72,9 @@ class DecoderConfig:
             raise ValueError(f"decoder kernel_size must be odd, got {self.kernel_size}")
         if self.n_fft % 2:
             raise ValueError(f"decoder n_fft must be even, got {self.n_fft}")
+        if self.envelope_bands == 1 or not 0 <= self.envelope_bands <= self.n_fft // 2 + 1:
+            raise ValueError(f"decoder envelope_bands must be 0 or 2 to n_fft // 2 + 1 ({self.n_fft // 2 + 1}), "
+                             f"got {self.envelope_bands}")
 
 
 _HASH_MODULUS = 1048573  # a prime below 2^20: squares stay far inside int64
@@ -88,6 +95,14 @@ def noise_phase(bins: int, frames: torch.Tensor | int, device: torch.device | No
     v = (u * u + k) % m
     w = (v * 48271 + t) % m
     return w.float() * (2 * math.pi / m)
+
+
+def envelope_basis(bins: int, bands: int) -> torch.Tensor:
+    """``[bins, bands]`` linear interpolation from ``bands`` nodes equally spaced over the bins (the first
+    at bin 0, the last at the last bin) to every bin: each row has at most two non-zero weights summing to 1."""
+    position = torch.arange(bins, dtype=torch.float64) * (bands - 1) / (bins - 1)  # in node units
+    nodes = torch.arange(bands, dtype=torch.float64)
+    return (1 - (position[:, None] - nodes[None, :]).abs()).clamp(min=0).float()
 
 
 def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -132,7 +147,7 @@ class ISTFTHead(nn.Module):
     """
 
     def __init__(self, dim: int, n_fft: int, hop_length: int, max_log_magnitude: float, source: bool = False,
-                 phase: str = "learned"):
+                 phase: str = "learned", envelope_bands: int = 0):
         super().__init__()
         if n_fft < hop_length or (n_fft - hop_length) % 2:
             raise ValueError(f"n_fft ({n_fft}) must be >= hop ({hop_length}) with n_fft - hop even")
@@ -141,18 +156,23 @@ class ISTFTHead(nn.Module):
         self.n_fft, self.hop_length, self.max_log_magnitude = n_fft, hop_length, max_log_magnitude
         self.source, self.learned_phase = source, phase == "learned"
         bins = n_fft // 2 + 1
-        self.gain_offset = 2 * bins if self.learned_phase else bins  # where the source's log gains start
+        self.magnitudes = envelope_bands or bins  # log magnitudes the layer predicts
+        self.gain_offset = self.magnitudes + (bins if self.learned_phase else 0)  # the source's log gains start here
         self.out = nn.Linear(dim, self.gain_offset + (bins if source else 0))
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer("envelope", envelope_basis(bins, envelope_bands) if envelope_bands else None,
+                             persistent=False)
 
     def polar(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Features ``[B, C, T]`` -> the clipped log magnitude, the phase and (``source=True``, else ``None``)
         the clipped log gain of the source, each ``[B, n_fft // 2 + 1, T]`` float32."""
         h = self.out(x.transpose(1, 2)).transpose(1, 2).float()  # [B, (1 to 3) * bins, T]
-        bins = self.n_fft // 2 + 1
-        log_mag = h[:, :bins]
+        bins, m = self.n_fft // 2 + 1, self.magnitudes
+        log_mag = h[:, :m]
+        if self.envelope is not None:  # band nodes -> every bin
+            log_mag = torch.matmul(self.envelope, log_mag)
         if self.learned_phase:
-            phase = h[:, bins:2 * bins]
+            phase = h[:, m:m + bins]
         else:  # the same for every item: [1, bins, T]
             phase = noise_phase(bins, h.shape[-1], h.device)[None]
         log_gain = h[:, self.gain_offset:].clamp(max=self.max_log_magnitude) if self.source else None
@@ -218,7 +238,8 @@ class VocosDecoder(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.dim, eps=1e-6)
-        self.head = ISTFTHead(cfg.dim, cfg.n_fft, hop_length, cfg.max_log_magnitude, source, cfg.phase)
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, hop_length, cfg.max_log_magnitude, source, cfg.phase,
+                              cfg.envelope_bands)
         self.apply(self._init)
         if source:  # the source starts at a speech-like level (gain 0.01 per unit harmonic), not at gain 1
             nn.init.constant_(self.head.out.bias[self.head.gain_offset:], SOURCE_INITIAL_LOG_GAIN)
