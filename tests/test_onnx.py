@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra (pip install -e '.[onn
 
 from conftest import SHARED_DATA  # noqa: E402
 
+from simvq_audio.inference.batching import Batcher, BatchSettings  # noqa: E402
 from simvq_audio.models.codec import CodecConfig, SimVQCodec  # noqa: E402
 from simvq_audio.modules.seanet import SEANetConfig  # noqa: E402
 from simvq_audio.onnx.export import export_onnx  # noqa: E402
@@ -186,6 +187,23 @@ def test_vocos_decoder_graph_equals_torch_for_any_length(tmp_path, source_harmon
             float((ours - reference).abs().max())
     audio = torch.cat([voice(3000, 5), voice(3000, 6, f0=200.0)])
     assert torch.equal(runtime.encode(audio), codec.encode(audio))
+    # Windows of longer items: the harmonics' phase offset and the noise's start frame, as torch takes them.
+    assert runtime.takes_phase_offset and codec.takes_phase_offset  # the harmonic branch's sines, at least
+    assert runtime.takes_start_frame == codec.takes_start_frame == (phase == "noise")
+    codes = torch.randint(0, 16, (2, 1, 60), generator=g)
+    place = dict(phase_offset=torch.tensor([1.0, -2.5]), start_frame=torch.tensor([7, 4000]))
+    reference = codec.decode(codes, **place)
+    assert not torch.allclose(reference, codec.decode(codes), atol=1e-3)
+    assert torch.allclose(runtime.decode(codes, **place), reference, atol=2e-4 * max(float(reference.abs().max()), 1.0),
+                          rtol=1e-4)
+    for ours, theirs in zip(runtime.predict_pitch(codes), codec.predict_pitch(codes), strict=True):
+        assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    # A long item decoded in windows by ONNX Runtime equals torch's decode of the whole item.
+    long = torch.randint(0, 16, (1, 400), generator=g)
+    batcher = Batcher(runtime, torch.device("cpu"), BatchSettings(batch_size=2, chunk_frames=120, context_frames=30))
+    whole = codec.decode(long[None])[0]
+    assert torch.allclose(batcher.decode_items([long])[0], whole, atol=2e-4 * max(float(whole.abs().max()), 1.0),
+                          rtol=1e-4)
 
 
 def test_graph_yin_equals_yin_on_voice():

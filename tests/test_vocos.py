@@ -135,6 +135,8 @@ def test_noise_phase_is_fixed_uniform_and_makes_noise_not_a_frame_rate_buzz():
     phase = noise_phase(bins, t)
     assert phase.shape == (bins, t) and phase.dtype == torch.float32
     assert torch.equal(phase, noise_phase(bins, 2 * t)[:, :t])  # a frame's phase depends on its index only
+    shifted = noise_phase(bins, t, start=torch.tensor([0, 37]))  # windows starting at frames 0 and 37
+    assert torch.equal(shifted[0], phase) and torch.equal(shifted[1], noise_phase(bins, t + 37)[:, 37:])
     assert float(phase.min()) >= 0 and float(phase.max()) < 2 * math.pi
     hist = torch.histc(phase, bins=8, min=0, max=2 * math.pi) / phase.numel()
     assert float((hist - 1 / 8).abs().max()) < 0.01

@@ -92,8 +92,12 @@ def onnx_folder(model: torch.nn.Module, model_id: str, onnx_dir: str | os.PathLi
     or the cache folder of ``model_id``. ``OnnxModelError`` when the folder holds another model's graphs,
     or is neither empty nor an ONNX folder."""
     from ..onnx import OnnxModelError, read_manifest
+    from ..onnx.export import FORMAT_VERSION
 
     directory = onnx_cache_dir(model_id) if onnx_dir is None else Path(onnx_dir)
+    if onnx_dir is None and (directory / "onnx.json").is_file() \
+            and read_manifest(directory).get("format_version") != FORMAT_VERSION:
+        shutil.rmtree(directory, ignore_errors=True)  # cached by an older version: export again
     if not (directory / "onnx.json").is_file():
         if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
             raise OnnxModelError(f"{directory}: not an ONNX model folder (no onnx.json) and not empty; name a "

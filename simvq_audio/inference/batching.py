@@ -5,12 +5,18 @@ windows (``windows.py``): windows of similar length share a zero-padded forward 
 mark the padding, so each window's codes (or audio) equal those of the window alone. On a CPU each
 window is encoded alone by default (``batch_invariant``), which makes tokens bit-exactly independent
 of the batch and is also the faster way there.
+
+A model that renders harmonics of its pitch head's F0 (``takes_phase_offset``) decodes each window of a
+long item with the running phase the item's earlier windows reached at its kept start (``phase_offsets``),
+so the harmonics run on across the joins instead of restarting at phase 0 in each window (a click); a
+noise-phase Vocos head (``takes_start_frame``) is told where the window starts, so its noise is the item's.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +27,7 @@ import torch
 
 from ..errors import SimVQError
 from ..modules.conv import length_mask
+from ..modules.excitation import accumulated_phase
 from .windows import Chunk, n_frames_for, plan_chunks, split_samples
 
 
@@ -121,7 +128,12 @@ class Codec(Protocol):
     def encode(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor: ...
 
     def decode(self, codes: torch.Tensor, length: int | None = None,
-               frame_lengths: torch.Tensor | None = None) -> torch.Tensor: ...
+               frame_lengths: torch.Tensor | None = None, phase_offset: torch.Tensor | None = None,
+               start_frame: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    # Models with harmonics of a predicted pitch also have ``takes_phase_offset`` (true) and
+    # ``predict_pitch(codes) -> (f0 [B, T] Hz, voicing probability [B, T])``; models whose output depends
+    # on a window's position in its item, ``takes_start_frame`` (true).
 
 
 class Batcher:
@@ -153,13 +165,44 @@ class Batcher:
         release_freed_memory()
         return [codes[i, :, : n_frames_for(n, self.hop_length)] for i, n in enumerate(lengths)]
 
-    def decode_windows(self, windows: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """One forward pass over codes ``[n_q, T_i]`` -> audio ``[C, T_i * hop]`` (CPU, float32)."""
+    def phase_offsets(self, codes, chunks: Sequence[Chunk]) -> list[float] | None:
+        """For the windows ``chunks`` of one item's codes ``[n_q, T]``: the phase offset (radians) with which
+        each window's harmonics continue those of the windows before it at its kept start; ``None`` when the
+        model has no harmonics of a predicted pitch or there is one window.
+
+        The pitch head's F0 is read off each window alone (what its decode sees), so the offset is exact
+        however the window's first frames differ from the same frames in the previous window.
+        """
+        if len(chunks) < 2 or not getattr(self.model, "takes_phase_offset", False):
+            return None
+        codes = torch.as_tensor(codes)
+        hop, rate = self.hop_length, self.model.sample_rate
+        offsets, running = [], 0.0  # running: the item's phase before the window's kept start, mod 2 pi
+        for chunk in chunks:
+            with torch.inference_mode():
+                f0, prob = self.model.predict_pitch(codes[None, :, chunk.start:chunk.stop].to(self.device))
+            keep = chunk.keep
+            before = accumulated_phase(torch.as_tensor(f0).float().cpu(), (torch.as_tensor(prob) > 0.5).float().cpu(),
+                                       hop, rate, [keep.start * hop, keep.stop * hop])[0].tolist()
+            offsets.append(math.remainder(running - before[0], 2 * math.pi))
+            running = math.remainder(running + before[1] - before[0], 2 * math.pi)
+        return offsets
+
+    def decode_windows(self, windows: Sequence[torch.Tensor], phase_offsets: Sequence[float] | None = None,
+                       start_frames: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """One forward pass over codes ``[n_q, T_i]`` -> audio ``[C, T_i * hop]`` (CPU, float32). For windows of
+        longer items: ``phase_offsets`` (from ``phase_offsets``) and ``start_frames`` (each window's first frame
+        in its item), passed on to a model that takes them."""
         codes, mask = pad_codes(windows)
         frames = mask.sum(-1)
         lengths = None if bool((frames == codes.shape[-1]).all()) else frames
+        extra = {}
+        if phase_offsets is not None and any(phase_offsets) and getattr(self.model, "takes_phase_offset", False):
+            extra["phase_offset"] = torch.tensor(list(phase_offsets), dtype=torch.float64)
+        if start_frames is not None and any(start_frames) and getattr(self.model, "takes_start_frame", False):
+            extra["start_frame"] = torch.tensor(list(start_frames), dtype=torch.long)
         with torch.inference_mode():
-            audio = self.model.decode(codes.to(self.device), frame_lengths=lengths).float().cpu()
+            audio = self.model.decode(codes.to(self.device), frame_lengths=lengths, **extra).float().cpu()
         release_freed_memory()
         return [audio[i, :, : int(t) * self.hop_length] for i, t in enumerate(frames)]
 
@@ -185,12 +228,16 @@ class Batcher:
     def decode_items(self, items: list[torch.Tensor], batch_size: int | None = None) -> list[torch.Tensor]:
         """Codes ``[n_q, T_i]`` -> audio ``[C, T_i * hop]``, windowed and batched across items."""
         s = self.settings
-        work = [(i, chunk) for i, item in enumerate(items)
-                for chunk in plan_chunks(item.shape[-1], s.chunk_frames, s.context_frames)]
+        work, offsets = [], []
+        for i, item in enumerate(items):
+            plan = plan_chunks(item.shape[-1], s.chunk_frames, s.context_frames)
+            work += [(i, chunk) for chunk in plan]
+            offsets += self.phase_offsets(item, plan) or [0.0] * len(plan)
         parts: list[dict[int, torch.Tensor]] = [{} for _ in items]
         for group in self.groups([work[k][1].frames * self.hop_length for k in range(len(work))], batch_size):
             windows = [items[work[k][0]][:, work[k][1].start : work[k][1].stop] for k in group]
-            for k, audio in zip(group, self.decode_windows(windows), strict=True):
+            decoded = self.decode_windows(windows, [offsets[k] for k in group], [work[k][1].start for k in group])
+            for k, audio in zip(group, decoded, strict=True):
                 i, chunk = work[k]
                 parts[i][chunk.keep_start] = self.kept_audio(audio, chunk)
         return [torch.cat([p[k] for k in sorted(p)], dim=-1) for p in parts]

@@ -111,6 +111,7 @@ def iter_decode_tokens(batcher: Batcher, token_file: TokenFile, name: str | None
     header, s, hop = token_file.header, batcher.settings, batcher.hop_length
     codes = _codes(batcher, token_file, name)
     chunks = plan_chunks(codes.shape[-1], s.chunk_frames, s.context_frames)
+    offsets = batcher.phase_offsets(codes, chunks) or [0.0] * len(chunks)
     resampler = StreamResampler(header.sample_rate, header.original_sample_rate,
                                 _resampled_channels(batcher.channels, header))
     remaining_in, remaining_out = header.n_samples, header.original_n_samples
@@ -122,7 +123,8 @@ def iter_decode_tokens(batcher: Batcher, token_file: TokenFile, name: str | None
     per_batch = max(1, min(s.batch_size, s.max_batch_samples // widest))
     for first in range(0, len(chunks), per_batch):
         group = range(first, min(first + per_batch, len(chunks)))
-        audio = batcher.decode_windows([codes[:, chunks[k].start : chunks[k].stop] for k in group])
+        audio = batcher.decode_windows([codes[:, chunks[k].start : chunks[k].stop] for k in group],
+                                       [offsets[k] for k in group], [chunks[k].start for k in group])
         for k, a in zip(group, audio, strict=True):
             kept = batcher.kept_audio(a, chunks[k]).numpy()[:, :remaining_in]
             for start in range(0, kept.shape[-1], step):

@@ -246,10 +246,12 @@ class SimVQCodec(nn.Module):
 
     def _decode_latent(self, latent: torch.Tensor, frames: torch.Tensor | None,
                        pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
-                       head: torch.Tensor | None = None) -> torch.Tensor:
+                       head: torch.Tensor | None = None, phase_offset: torch.Tensor | None = None,
+                       start_frame: torch.Tensor | None = None) -> torch.Tensor:
         """Latents -> audio. The sines at the F0's multiples (decoder excitation, harmonic branch) follow
         ``pitch`` (F0 Hz, voiced) when given (teacher forcing), else the pitch head's output ``head``
-        (computed here when not given)."""
+        (computed here when not given); their running phase starts at ``phase_offset [B]`` (default 0).
+        ``start_frame [B]``: where the items start in longer ones (a noise-phase Vocos head's frame index)."""
         sines = None
         if self._needs_sines:
             if pitch is None:
@@ -261,11 +263,13 @@ class SimVQCodec(nn.Module):
         n_sines = max(k, config.harmonic_branch)
         if n_sines:
             sines = harmonic_excitation(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
-                                        n_sines, frames).to(latent.dtype)
+                                        n_sines, frames, phase_offset).to(latent.dtype)
         if config.source_harmonics:  # the Vocos head filters the harmonics' sum
             source = harmonic_sum(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
-                                  config.source_harmonics, frames)
-            audio = self.decoder(latent, frames, source.to(latent.dtype))
+                                  config.source_harmonics, frames, phase_offset)
+            audio = self.decoder(latent, frames, source.to(latent.dtype), start_frame)
+        elif config.decoder.kind == "vocos":
+            audio = self.decoder(latent, frames, None, start_frame)
         else:
             audio = self.decoder(latent, frames, sines[:, :k]) if k else self.decoder(latent, frames)
         if self.harmonic is not None:
@@ -333,13 +337,29 @@ class SimVQCodec(nn.Module):
             raise ValueError(f"expected codes [B, n_q, T], got {tuple(codes.shape)}")
         return PitchHead.to_hz(self._head(self.out_proj(self.quantizer.decode(codes.to(self.device))), None))
 
+    @property
+    def takes_phase_offset(self) -> bool:
+        """Whether ``decode`` renders harmonics of the pitch head's F0, whose running phase a window of a
+        longer signal must continue (``phase_offset``)."""
+        return self._needs_sines
+
+    @property
+    def takes_start_frame(self) -> bool:
+        """Whether ``decode``'s output depends on where a window starts in its item (a noise-phase Vocos
+        head's pseudo-random phase follows the frame index: ``start_frame``)."""
+        return self.config.decoder.kind == "vocos" and self.config.decoder.phase == "noise"
+
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, length: int | None = None,
-               frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
+               frame_lengths: torch.Tensor | None = None, phase_offset: torch.Tensor | None = None,
+               start_frame: torch.Tensor | None = None) -> torch.Tensor:
         """Codes ``[B, n, T]`` -> audio ``[B, C, length]`` (default ``T * hop_length`` samples).
 
         ``frame_lengths [B]`` marks valid frames per item of a padded batch, so each item
-        decodes as it would alone.
+        decodes as it would alone. ``phase_offset [B]`` (radians, for a model that ``takes_phase_offset``)
+        starts the harmonics' running phase there instead of at 0: a window of a long signal then
+        continues the previous windows' harmonics (``inference.Batcher`` computes it). ``start_frame [B]``
+        (int, for a model that ``takes_start_frame``): the window's first frame in its item.
         """
         if codes.dim() != 3:
             raise ValueError(f"expected codes [B, n_q, T], got {tuple(codes.shape)}")
@@ -348,6 +368,14 @@ class SimVQCodec(nn.Module):
             raise ValueError(f"length must be in [1, {t * self.hop_length}] for {t} frames, got {length}")
         if frame_lengths is not None:
             frame_lengths = torch.as_tensor(frame_lengths, dtype=torch.long, device="cpu")
+        if phase_offset is not None:
+            phase_offset = torch.as_tensor(phase_offset, dtype=torch.float64).reshape(-1)
+            if phase_offset.shape[0] != codes.shape[0]:
+                raise ValueError(f"phase_offset must be [B] = [{codes.shape[0]}], got {tuple(phase_offset.shape)}")
+        if start_frame is not None:
+            start_frame = torch.as_tensor(start_frame, dtype=torch.long).reshape(-1)
+            if start_frame.shape[0] != codes.shape[0] or bool((start_frame < 0).any()):
+                raise ValueError(f"start_frame must be [B] = [{codes.shape[0]}] values >= 0, got {start_frame.tolist()}")
         z = self.out_proj(self.quantizer.decode(codes.to(self.device)))
-        audio = self._decode_latent(z, frame_lengths)
+        audio = self._decode_latent(z, frame_lengths, phase_offset=phase_offset, start_frame=start_frame)
         return audio if length is None else audio[..., :length]

@@ -33,9 +33,9 @@ def hold_last_frame(x: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tenso
     return x.gather(-1, idx.expand(x.shape))
 
 
-def _pitch_phase(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
-                 frame_lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Frame-rate F0 and voicing ``[B, T]`` -> sample-rate F0, voicing and the F0's running phase ``[B, T * hop]``."""
+def _upsampled(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int,
+               frame_lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame-rate F0 and voicing ``[B, T]`` -> sample-rate F0 (zero where unvoiced) and voicing ``[B, T * hop]``."""
     if f0.dim() != 2 or f0.shape != voiced.shape:
         raise ValueError(f"f0 and voiced must both be [B, T], got {tuple(f0.shape)} and {tuple(voiced.shape)}")
     f0 = f0.float() * (voiced > 0).float()
@@ -43,11 +43,32 @@ def _pitch_phase(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample
     if frame_lengths is not None:
         f0, amp = hold_last_frame(f0, frame_lengths), hold_last_frame(amp, frame_lengths)
     up = F.interpolate(torch.stack([f0, amp], 1), scale_factor=hop_length, mode="linear", align_corners=False)
-    f0_up, amp_up = up[:, 0], up[:, 1]
+    return up[:, 0], up[:, 1]
+
+
+def _pitch_phase(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
+                 frame_lengths: torch.Tensor | None,
+                 phase_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frame-rate F0 and voicing ``[B, T]`` -> sample-rate F0, voicing and the F0's running phase ``[B, T * hop]``
+    (plus ``phase_offset [B]`` radians, when given: where a window of a longer signal starts)."""
+    f0_up, amp_up = _upsampled(f0, voiced, hop_length, frame_lengths)
     # Phase in float64 and wrapped: an hour at 300 Hz is ~7e6 radians, beyond float32's resolution.
     # The wrapped phase is in [0, 2 pi): k times it stays within float32's resolution (3e-5 rad at k = 48).
-    phase = torch.remainder(torch.cumsum(f0_up.double() * (2 * math.pi / sample_rate), -1), 2 * math.pi).float()
-    return f0_up, amp_up, phase
+    phase = torch.cumsum(f0_up.double() * (2 * math.pi / sample_rate), -1)
+    if phase_offset is not None:
+        phase = phase + phase_offset.to(phase.device, torch.float64).reshape(-1, 1)
+    return f0_up, amp_up, torch.remainder(phase, 2 * math.pi).float()
+
+
+def accumulated_phase(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
+                      positions: list[int]) -> torch.Tensor:
+    """The F0's phase accumulated before each sample in ``positions`` (0 at sample 0), unwrapped, float64
+    ``[B, len(positions)]``: with ``phase_offset = Phi - accumulated_phase(..., [a])``, a window's harmonics
+    at sample ``a`` continue a longer signal's whose running phase there is ``Phi``."""
+    f0_up, _ = _upsampled(f0, voiced, hop_length, None)
+    total = torch.cumsum(f0_up.double() * (2 * math.pi / sample_rate), -1)
+    total = F.pad(total, (1, 0))  # total[:, j]: the sum over samples before j
+    return total[:, list(positions)]
 
 
 def _past_items(out: torch.Tensor, frame_lengths: torch.Tensor | None, hop_length: int) -> torch.Tensor:
@@ -58,14 +79,16 @@ def _past_items(out: torch.Tensor, frame_lengths: torch.Tensor | None, hop_lengt
 
 
 def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
-                        n_harmonics: int, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
+                        n_harmonics: int, frame_lengths: torch.Tensor | None = None,
+                        phase_offset: torch.Tensor | None = None) -> torch.Tensor:
     """Frame-rate F0 ``[B, T]`` (Hz) and voicing ``[B, T]`` (0..1) -> excitation ``[B, K, T * hop]``.
 
     Frame ``t`` is centred on sample ``t * hop + hop / 2``; F0 and voicing are linearly
     interpolated between frame centres. ``frame_lengths [B]`` (valid frames per item of a
-    padded batch) zero the excitation past each item, so items match their single decode.
+    padded batch) zero the excitation past each item, so items match their single decode. ``phase_offset [B]``
+    (radians) starts each item's running phase there instead of at 0 (``accumulated_phase``).
     """
-    f0_up, amp_up, phase = _pitch_phase(f0, voiced, hop_length, sample_rate, frame_lengths)
+    f0_up, amp_up, phase = _pitch_phase(f0, voiced, hop_length, sample_rate, frame_lengths, phase_offset)
     k = torch.arange(1, n_harmonics + 1, device=f0.device, dtype=torch.float32)[None, :, None]
     sines = torch.sin(phase[:, None, :] * k)
     below_nyquist = (f0_up[:, None, :] * k < sample_rate / 2).float()
@@ -74,7 +97,8 @@ def harmonic_excitation(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int,
 
 
 def harmonic_sum(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
-                 n_harmonics: int, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
+                 n_harmonics: int, frame_lengths: torch.Tensor | None = None,
+                 phase_offset: torch.Tensor | None = None) -> torch.Tensor:
     """The sum over ``k`` of ``harmonic_excitation``'s channels, ``[B, 1, T * hop]``, in closed form.
 
     A band-limited pulse train: ``sum_{k=1..K} sin(k psi) = sin(K psi / 2) sin((K + 1) psi / 2) / sin(psi / 2)``
@@ -83,7 +107,7 @@ def harmonic_sum(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample
     so the denominator is small only near ``psi = 0``, where the sum is ``psi K (K + 1) / 2`` to
     first order (used below ``|psi| < 1e-4``).
     """
-    f0_up, amp_up, phase = _pitch_phase(f0, voiced, hop_length, sample_rate, frame_lengths)
+    f0_up, amp_up, phase = _pitch_phase(f0, voiced, hop_length, sample_rate, frame_lengths, phase_offset)
     # Harmonics k with k * F0 < Nyquist: ceil(nyquist / F0) - 1 of them, at most n_harmonics.
     count = torch.ceil((sample_rate / 2) / f0_up.clamp(min=1.0)) - 1.0
     count = count.clamp(min=0.0, max=float(n_harmonics))

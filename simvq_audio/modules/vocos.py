@@ -80,8 +80,11 @@ class DecoderConfig:
 _HASH_MODULUS = 1048573  # a prime below 2^20: squares stay far inside int64
 
 
-def noise_phase(bins: int, frames: torch.Tensor | int, device: torch.device | None = None) -> torch.Tensor:
-    """A fixed pseudo-random phase in ``[0, 2 pi)`` for each bin ``k`` and frame ``t``: ``[bins, frames]`` float32.
+def noise_phase(bins: int, frames: torch.Tensor | int, device: torch.device | None = None,
+                start: torch.Tensor | None = None) -> torch.Tensor:
+    """A fixed pseudo-random phase in ``[0, 2 pi)`` for each bin ``k`` and frame ``t``: ``[bins, frames]`` float32,
+    or ``[B, bins, frames]`` for frames ``start[b] + t`` with ``start [B]`` (int64: a window's first frame in a
+    longer item, so the window's noise is the item's).
 
     An integer hash of ``(k, t)`` (products and remainders in int64), so torch and ONNX Runtime give the
     same bits on any machine, a frame's phase depends only on its index in the item, and neighbouring
@@ -91,6 +94,8 @@ def noise_phase(bins: int, frames: torch.Tensor | int, device: torch.device | No
     m = _HASH_MODULUS
     k = torch.arange(bins, device=device)[:, None]
     t = torch.arange(frames, device=device)[None, :]
+    if start is not None:
+        k, t = k[None], t[None] + start.to(t.device, torch.long).reshape(-1, 1, 1)
     u = (k * 7919 + t * 104729 + 12345) % m
     v = (u * u + k) % m
     w = (v * 48271 + t) % m
@@ -163,9 +168,11 @@ class ISTFTHead(nn.Module):
         self.register_buffer("envelope", envelope_basis(bins, envelope_bands) if envelope_bands else None,
                              persistent=False)
 
-    def polar(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def polar(self, x: torch.Tensor, start_frame: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Features ``[B, C, T]`` -> the clipped log magnitude, the phase and (``source=True``, else ``None``)
-        the clipped log gain of the source, each ``[B, n_fft // 2 + 1, T]`` float32."""
+        the clipped log gain of the source, each ``[B, n_fft // 2 + 1, T]`` float32. ``start_frame [B]``: where
+        each item starts in a longer one (the noise phase's frame index; default 0)."""
         h = self.out(x.transpose(1, 2)).transpose(1, 2).float()  # [B, (1 to 3) * bins, T]
         bins, m = self.n_fft // 2 + 1, self.magnitudes
         log_mag = h[:, :m]
@@ -173,17 +180,19 @@ class ISTFTHead(nn.Module):
             log_mag = torch.matmul(self.envelope, log_mag)
         if self.learned_phase:
             phase = h[:, m:m + bins]
-        else:  # the same for every item: [1, bins, T]
+        elif start_frame is None:  # the same for every item: [1, bins, T]
             phase = noise_phase(bins, h.shape[-1], h.device)[None]
+        else:
+            phase = noise_phase(bins, h.shape[-1], h.device, start_frame)
         log_gain = h[:, self.gain_offset:].clamp(max=self.max_log_magnitude) if self.source else None
         return log_mag.clamp(max=self.max_log_magnitude), phase, log_gain
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                source: torch.Tensor | None = None) -> torch.Tensor:
+                source: torch.Tensor | None = None, start_frame: torch.Tensor | None = None) -> torch.Tensor:
         if (source is None) == self.source:
             raise ValueError("this head needs a source signal [B, 1, T * hop]" if self.source
                              else "this head takes no source signal")
-        log_mag, phase, log_gain = self.polar(x)
+        log_mag, phase, log_gain = self.polar(x, start_frame)
         mag = torch.exp(log_mag)
         spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
         if self.source:
@@ -259,7 +268,8 @@ class VocosDecoder(nn.Module):
         return self.final_norm(x.transpose(1, 2)).transpose(1, 2)
 
     def forward(self, z: torch.Tensor, lengths: torch.Tensor | None = None,
-                source: torch.Tensor | None = None) -> torch.Tensor:
-        """``source [B, 1, T * hop]``: the harmonic source signal, for a decoder built with ``source=True``."""
+                source: torch.Tensor | None = None, start_frame: torch.Tensor | None = None) -> torch.Tensor:
+        """``source [B, 1, T * hop]``: the harmonic source signal, for a decoder built with ``source=True``;
+        ``start_frame [B]``: where each item starts in a longer one (for ``phase="noise"``)."""
         mask = frame_mask(lengths, z.shape[-1], z.device)
-        return self.head(self.features(z, mask), mask, source)
+        return self.head(self.features(z, mask), mask, source, start_frame)

@@ -17,27 +17,29 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .graphs import DecoderGraph, EncoderGraph, min_frames, min_samples
+from .graphs import DecoderGraph, EncoderGraph, PitchGraph, min_frames, min_samples
 
 ENCODER_FILE, DECODER_FILE, MANIFEST_FILE, CONFIG_FILE = "encoder.onnx", "decoder.onnx", "onnx.json", "config.json"
-FORMAT, FORMAT_VERSION = "simvq-audio-onnx", 1
+PITCH_FILE = "pitch.onnx"
+FORMAT, FORMAT_VERSION = "simvq-audio-onnx", 2
+READABLE_VERSIONS = (1, 2)  # 1: no pitch graph, no window inputs (windows restart the harmonics' phase)
 OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
 
 
-def _export(graph: nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str],
+def _export(graph: nn.Module, examples: tuple[torch.Tensor, ...], path: Path, names: tuple[list[str], list[str]],
             axes: dict[str, dict[int, str]], exporter: str) -> None:
-    """One graph to ``path``; ``axes`` names the dynamic axes of the input and output."""
-    inp, out = names
+    """One graph to ``path``; ``names`` are its inputs' and outputs', ``axes`` the dynamic axes of each."""
+    inputs, outputs = names
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about shape checks that hold for every length
         if exporter == "torchscript":
-            torch.onnx.export(graph, (example,), str(path), input_names=[inp], output_names=[out],
+            torch.onnx.export(graph, examples, str(path), input_names=inputs, output_names=outputs,
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         else:
-            dims = {i: torch.export.Dim.AUTO for i in axes[inp]}
-            program = torch.onnx.export(graph, (example,), input_names=[inp], output_names=[out],
-                                        dynamic_shapes={inp: dims}, opset_version=max(OPSET, 18), dynamo=True,
+            shapes = tuple({i: torch.export.Dim.AUTO for i in axes[name]} for name in inputs)
+            program = torch.onnx.export(graph, examples, input_names=inputs, output_names=outputs,
+                                        dynamic_shapes=shapes, opset_version=max(OPSET, 18), dynamo=True,
                                         verbose=False)
             program.save(str(path))
 
@@ -68,10 +70,17 @@ def export_onnx(codec: nn.Module, directory: str | os.PathLike, model_dir: str |
     audio = torch.randn(2, codec.channels, (t0 + 3) * hop - hop // 3) * 0.1
     with torch.no_grad():
         codes = encoder(audio)
-    _export(encoder, audio, directory / ENCODER_FILE, ("audio", "codes"),
+    _export(encoder, (audio,), directory / ENCODER_FILE, (["audio"], ["codes"]),
             {"audio": {0: "batch", 2: "samples"}, "codes": {0: "batch", 2: "frames"}}, exporter)
-    _export(decoder, codes, directory / DECODER_FILE, ("codes", "audio"),
-            {"codes": {0: "batch", 2: "frames"}, "audio": {0: "batch", 2: "samples"}}, exporter)
+    extra = {"phase_offset": torch.tensor([0.5, 4.0]), "start_frame": torch.tensor([0, 123])}
+    extra = {name: extra[name] for name in decoder.extra_inputs}
+    _export(decoder, (codes, *extra.values()), directory / DECODER_FILE, (["codes", *extra], ["audio"]),
+            {"codes": {0: "batch", 2: "frames"}, "audio": {0: "batch", 2: "samples"},
+             **{name: {0: "batch"} for name in extra}}, exporter)
+    if decoder.takes_phase_offset:
+        _export(PitchGraph(codec).eval(), (codes,), directory / PITCH_FILE, (["codes"], ["f0", "voicing"]),
+                {"codes": {0: "batch", 2: "frames"}, "f0": {0: "batch", 1: "frames"},
+                 "voicing": {0: "batch", 1: "frames"}}, exporter)
     config_path = None if model_dir is None else Path(model_dir) / CONFIG_FILE
     if config_path is not None and config_path.is_file():
         shutil.copyfile(config_path, directory / CONFIG_FILE)
@@ -94,7 +103,15 @@ def export_onnx(codec: nn.Module, directory: str | os.PathLike, model_dir: str |
         "encoder": {"file": ENCODER_FILE, "input": "audio [B, C, N] float32",
                     "output": "codes [B, n_q, ceil(N / hop)] int64"},
         "decoder": {"file": DECODER_FILE, "input": "codes [B, n_q, T] int64",
-                    "output": "audio [B, C, T * hop] float32"},
+                    "output": "audio [B, C, T * hop] float32",
+                    **({"phase_offset": "phase_offset [B] float32: radians where the harmonics' running phase "
+                                        "starts (a window's, to continue a longer item's)"}
+                       if decoder.takes_phase_offset else {}),
+                    **({"start_frame": "start_frame [B] int64: the window's first frame in its item "
+                                       "(the noise phase's frame index)"} if decoder.takes_start_frame else {})},
+        **({"pitch": {"file": PITCH_FILE, "input": "codes [B, n_q, T] int64",
+                      "output": "f0 [B, T] Hz, voicing [B, T] probability, float32"}}
+           if decoder.takes_phase_offset else {}),
         "exporter": exporter,
         "opset": OPSET if exporter == "torchscript" else max(OPSET, 18),
         "torch": torch.__version__,

@@ -350,8 +350,9 @@ class VocosGraph(nn.Module):
         self.istft = GraphISTFT(decoder.head)
         self.stft = GraphSTFT(decoder.head) if decoder.head.source else None
 
-    def forward(self, latent: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
-        log_mag, phase, log_gain = self.decoder.head.polar(self.decoder.features(latent))
+    def forward(self, latent: torch.Tensor, source: torch.Tensor | None = None,
+                start_frame: torch.Tensor | None = None) -> torch.Tensor:
+        log_mag, phase, log_gain = self.decoder.head.polar(self.decoder.features(latent), start_frame)
         mag = torch.exp(log_mag)
         re, im = mag * torch.cos(phase), mag * torch.sin(phase)
         if self.stft is not None:
@@ -361,8 +362,18 @@ class VocosGraph(nn.Module):
         return self.istft(re, im)[:, None]
 
 
+def _lookup(codebooks: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Codes ``[B, n_q, T]`` -> the sum of their code vectors ``[B, D, T]`` (the quantizer's decode)."""
+    q = codebooks[0][codes[:, 0]]
+    for i in range(1, codebooks.shape[0]):
+        q = q + codebooks[i][codes[:, i]]
+    return q.transpose(1, 2)
+
+
 class DecoderGraph(nn.Module):
-    """``codes [B, n_q, T] int64 -> audio [B, C, T * hop] float32``, as ``SimVQCodec.decode`` (untrimmed)."""
+    """``codes [B, n_q, T] int64 (, phase_offset [B] float32) (, start_frame [B] int64) -> audio [B, C, T * hop]
+    float32``, as ``SimVQCodec.decode`` (untrimmed). The extra inputs are there when the codec takes them
+    (``takes_phase_offset``: harmonics of the pitch head's F0; ``takes_start_frame``: a noise-phase Vocos head)."""
 
     def __init__(self, codec: nn.Module):
         super().__init__()
@@ -379,22 +390,30 @@ class DecoderGraph(nn.Module):
         self.hop, self.sample_rate = codec.hop_length, config.sample_rate
         self.source_harmonics, self.excitation_harmonics = config.source_harmonics, config.decoder_sines
         self.n_sines = max(self.excitation_harmonics, config.harmonic_branch)
+        self.takes_phase_offset, self.takes_start_frame = codec.takes_phase_offset, codec.takes_start_frame
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        q = self.codebooks[0][codes[:, 0]]
-        for i in range(1, self.codebooks.shape[0]):
-            q = q + self.codebooks[i][codes[:, i]]
-        latent = self.out_proj(q.transpose(1, 2))
+    @property
+    def extra_inputs(self) -> tuple[str, ...]:
+        """The names of the inputs after ``codes``, in order."""
+        return (("phase_offset",) if self.takes_phase_offset else ()) + \
+            (("start_frame",) if self.takes_start_frame else ())
+
+    def forward(self, codes: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        if len(extra) > len(self.extra_inputs):
+            raise ValueError(f"this graph takes codes and {self.extra_inputs}, got {len(extra)} extra inputs")
+        given = dict(zip(self.extra_inputs, extra, strict=False))  # those not given: 0
+        phase_offset, start_frame = given.get("phase_offset"), given.get("start_frame")
+        latent = self.out_proj(_lookup(self.codebooks, codes))
         sines = source = None
         if self.n_sines or self.source_harmonics:
-            head = self.pitch_head(latent)  # PitchHead.to_hz, with pow for exp2 (no ONNX exp2 in opset 17)
-            f0, voiced = F0_REFERENCE_HZ * torch.pow(2.0, head[:, 1]), (torch.sigmoid(head[:, 0]) > 0.5).float()
+            f0, voiced = _pitch(self.pitch_head, latent)
             if self.n_sines:
-                sines = harmonic_excitation(f0, voiced, self.hop, self.sample_rate, self.n_sines)
+                sines = harmonic_excitation(f0, voiced, self.hop, self.sample_rate, self.n_sines, None, phase_offset)
             if self.source_harmonics:
-                source = harmonic_sum(f0, voiced, self.hop, self.sample_rate, self.source_harmonics)
+                source = harmonic_sum(f0, voiced, self.hop, self.sample_rate, self.source_harmonics, None,
+                                      phase_offset)
         if self.vocos is not None:
-            x = self.vocos(latent, source)
+            x = self.vocos(latent, source, start_frame)
         else:
             x, stage, rate = latent, 0, 1
             for layer in self.layers:
@@ -408,6 +427,31 @@ class DecoderGraph(nn.Module):
         if self.harmonic is not None:
             x = x + self.harmonic(latent, sines)
         return x
+
+
+def _pitch_logits(pitch_head: nn.Module, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``PitchHead.to_hz`` with pow for exp2 (no ONNX exp2 in opset 17): F0 in Hz and the voicing probability."""
+    head = pitch_head(latent)
+    return F0_REFERENCE_HZ * torch.pow(2.0, head[:, 1]), torch.sigmoid(head[:, 0])
+
+
+def _pitch(pitch_head: nn.Module, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    f0, prob = _pitch_logits(pitch_head, latent)
+    return f0, (prob > 0.5).float()
+
+
+class PitchGraph(nn.Module):
+    """``codes [B, n_q, T] int64 -> (f0 [B, T] Hz, voicing probability [B, T]) float32``, as
+    ``SimVQCodec.predict_pitch``: what a windowed decode needs to continue the harmonics' phase."""
+
+    def __init__(self, codec: nn.Module):
+        super().__init__()
+        self.register_buffer("codebooks", _codebooks(codec))
+        self.out_proj = _plain(codec.out_proj)
+        self.pitch_head = _plain(codec.pitch_head)
+
+    def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _pitch_logits(self.pitch_head, self.out_proj(_lookup(self.codebooks, codes)))
 
 
 def min_frames(codec: nn.Module) -> int:

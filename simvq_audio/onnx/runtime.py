@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SimVQError
-from .export import FORMAT, FORMAT_VERSION, MANIFEST_FILE
+from .export import FORMAT, FORMAT_VERSION, MANIFEST_FILE, READABLE_VERSIONS
 
 
 class OnnxModelError(SimVQError, ValueError):
@@ -38,7 +38,7 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise OnnxModelError(f"{manifest_path}: not an ONNX model folder ({exc})") from exc
     manifest = manifest if isinstance(manifest, dict) else {}
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format") != FORMAT or manifest.get("format_version") not in READABLE_VERSIONS:
         raise OnnxModelError(f"{manifest_path}: format {manifest.get('format')!r} version "
                              f"{manifest.get('format_version')!r}, expected {FORMAT!r} {FORMAT_VERSION}")
     return manifest
@@ -95,6 +95,8 @@ class OnnxCodec:
         self.threads = default_threads() if threads is None else int(threads)
         self._encoder = _session(self.directory / manifest["encoder"]["file"], self.threads)
         self._decoder = _session(self.directory / manifest["decoder"]["file"], self.threads)
+        pitch = manifest.get("pitch")
+        self._pitch = None if pitch is None else _session(self.directory / pitch["file"], self.threads)
 
     # -- what the tokenizer reads off a codec --------------------------------------------------
     @property
@@ -136,6 +138,17 @@ class OnnxCodec:
     def num_frames(self, n_samples: int) -> int:
         return -(-int(n_samples) // self.hop_length)
 
+    @property
+    def takes_phase_offset(self) -> bool:
+        """Whether ``decode`` takes ``phase_offset`` (harmonics of the pitch head's F0; graphs exported before
+        the input existed do not)."""
+        return "phase_offset" in self.manifest["decoder"] and self._pitch is not None
+
+    @property
+    def takes_start_frame(self) -> bool:
+        """Whether ``decode`` takes ``start_frame`` (a noise-phase Vocos head)."""
+        return "start_frame" in self.manifest["decoder"]
+
     # -- encode / decode ------------------------------------------------------------------------
     @staticmethod
     def _torch(method, array: np.ndarray) -> np.ndarray:
@@ -172,19 +185,51 @@ class OnnxCodec:
             codes[i, :, :c.shape[-1]] = c[0]
         return _like(codes, as_torch)
 
-    def _decode_one(self, codes: np.ndarray) -> np.ndarray:
+    def _decode_one(self, codes: np.ndarray, phase_offset: np.ndarray, start_frame: np.ndarray) -> np.ndarray:
         if codes.shape[-1] < self.min_frames:
             if self.fallback is not None:
-                return self._torch(self.fallback.decode, codes)
+                import torch
+
+                with torch.inference_mode():
+                    return self.fallback.decode(torch.from_numpy(codes), phase_offset=torch.from_numpy(phase_offset),
+                                                start_frame=torch.from_numpy(start_frame)).cpu().numpy()
             raise OnnxModelError(f"the ONNX decoder needs at least {self.min_frames} frames, got {codes.shape[-1]} "
                                  "(decode shorter codes with the torch codec)")
-        return self._decoder.run(None, {"codes": codes})[0]
+        feed = {"codes": codes}
+        if "phase_offset" in self.manifest["decoder"]:
+            feed["phase_offset"] = phase_offset.astype(np.float32)
+        if self.takes_start_frame:
+            feed["start_frame"] = start_frame.astype(np.int64)
+        return self._decoder.run(None, feed)[0]
 
-    def decode(self, codes, length: int | None = None, frame_lengths=None):
+    def predict_pitch(self, codes):
+        """Codes ``[B, n_q, T]`` -> ``(f0 [B, T] in Hz, voicing probability [B, T])`` float32, as
+        ``SimVQCodec.predict_pitch``."""
+        if self._pitch is None:
+            raise OnnxModelError(f"{self.directory} has no pitch graph (the model has no harmonics, or the graphs "
+                                 "were exported before it existed: export them again)")
+        c, as_torch = _to_numpy(codes, np.int64)
+        if c.ndim != 3 or c.shape[1] != self.n_codebooks:
+            raise OnnxModelError(f"expected codes [B, {self.n_codebooks}, T], got {tuple(c.shape)}")
+        f0, voicing = self._pitch.run(None, {"codes": c})
+        return _like(f0, as_torch), _like(voicing, as_torch)
+
+    @staticmethod
+    def _per_item(values, b: int, dtype, name: str) -> np.ndarray:
+        if values is None:
+            return np.zeros(b, dtype=dtype)
+        array = np.asarray(values.tolist() if hasattr(values, "tolist") else values, dtype=dtype).reshape(-1)
+        if array.shape[0] != b:
+            raise OnnxModelError(f"{name} must be [B] = [{b}], got {array.shape[0]} values")
+        return array
+
+    def decode(self, codes, length: int | None = None, frame_lengths=None, phase_offset=None, start_frame=None):
         """Codes ``[B, n_q, T]`` -> audio ``[B, C, length]`` float32 (default ``T * hop`` samples).
 
         ``frame_lengths [B]`` marks valid frames per item of a padded batch: each item is decoded on its
-        own frames, as it would be alone, and is zero past ``frame_lengths[b] * hop``.
+        own frames, as it would be alone, and is zero past ``frame_lengths[b] * hop``. ``phase_offset`` and
+        ``start_frame`` (``[B]``, where the graphs take them) place windows of longer items, as
+        ``SimVQCodec.decode``'s.
         """
         c, as_torch = _to_numpy(codes, np.int64)
         if c.ndim != 3 or c.shape[1] != self.n_codebooks:
@@ -194,8 +239,10 @@ class OnnxCodec:
             raise OnnxModelError(f"length must be in [1, {t * self.hop_length}] for {t} frames, got {length}")
         if c.size and (c.min() < 0 or c.max() >= self.codebook_size):
             raise OnnxModelError(f"codes must lie in [0, {self.codebook_size})")
+        offsets = self._per_item(phase_offset, c.shape[0], np.float64, "phase_offset")
+        starts = self._per_item(start_frame, c.shape[0], np.int64, "start_frame")
         if frame_lengths is None:
-            audio = self._decode_one(c)
+            audio = self._decode_one(c, offsets, starts)
         else:
             frames = [int(n) for n in np.asarray(frame_lengths.tolist() if hasattr(frame_lengths, "tolist")
                                                  else frame_lengths)]
@@ -203,5 +250,6 @@ class OnnxCodec:
                 raise OnnxModelError(f"frame_lengths must be [B] = [{c.shape[0]}] values in [1, {t}], got {frames}")
             audio = np.zeros((c.shape[0], self.channels, t * self.hop_length), dtype=np.float32)
             for i, n in enumerate(frames):
-                audio[i, :, :n * self.hop_length] = self._decode_one(c[i:i + 1, :, :n])[0]
+                audio[i, :, :n * self.hop_length] = self._decode_one(c[i:i + 1, :, :n], offsets[i:i + 1],
+                                                                     starts[i:i + 1])[0]
         return _like(audio if length is None else np.ascontiguousarray(audio[..., :length]), as_torch)
