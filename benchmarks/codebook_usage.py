@@ -57,6 +57,9 @@ ARMS: dict[str, list[str]] = {
     "spread01": ["loss.spread=0.1"],
     "spread": ["loss.spread=1.0"],
     "spread10": ["loss.spread=10.0"],
+    # The best single factors together: the spread term at 0.1, a 32-d lookup and the paper's optimiser.
+    "combo": ["loss.spread=0.1", "model.quantizer.dim=32", "optimizer.generator.lr=0.0001",
+              "optimizer.generator.betas=[0.5,0.9]"],
 }
 BASE = ["model.quantizer.dim=8", "loss.adversarial=0", "loss.feature_matching=0",
         "training.discriminator_start_step=1000000000", "schedule.kind=constant", "data.batch_size=8",
