@@ -168,3 +168,33 @@ def test_float64_audio_is_converted_int_is_refused():
     assert torch.equal(m.encode(x.double()), m.encode(x))
     with pytest.raises(ValueError, match="floating point"):
         m.encode((x * 1000).to(torch.int16))
+
+
+def test_soft_voicing_scales_the_sines_by_the_voicing_probability():
+    """``soft_voicing``: the sines' amplitude is the pitch head's voicing probability (hard: 1 above 0.5,
+    else 0); at a saturated probability both decode alike, in between only the soft one keeps harmonics."""
+    from simvq_audio.models.pretrained import _canonical_config
+
+    def build(soft):
+        torch.manual_seed(0)
+        return SimVQCodec(CodecConfig(sample_rate=16000, seanet=SEANetConfig(n_filters=4, ratios=(4, 4), dimension=8,
+                                                                             lstm=0),
+                                      quantizer=QuantizerConfig(codebook_size=32, dim=4), pitch_head=True,
+                                      harmonic_branch=4, soft_voicing=soft)).eval()
+
+    hard, soft = build(False), build(True)
+    prob = torch.tensor([[0.1, 0.4, 0.6, 0.99]])
+    assert torch.equal(hard.voicing(prob), torch.tensor([[0.0, 0.0, 1.0, 1.0]])) and torch.equal(soft.voicing(prob), prob)
+    with torch.no_grad():
+        for m in (hard, soft):
+            m.harmonic.amplitudes.bias.fill_(0.0)
+    codes = torch.randint(0, 32, (1, 1, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for m in (hard, soft):
+            m.pitch_head.net[-1].bias.copy_(torch.tensor([30.0, 1.0]))  # voiced for sure
+    torch.testing.assert_close(soft.decode(codes), hard.decode(codes), atol=1e-6, rtol=0)
+    with torch.no_grad():
+        for m in (hard, soft):
+            m.pitch_head.net[-1].bias.copy_(torch.tensor([-1.0, 1.0]))  # voicing probability below 0.5
+    assert float((soft.decode(codes) - hard.decode(codes)).abs().max()) > 1e-3
+    assert "soft_voicing" not in _canonical_config(hard.config) and "soft_voicing" in _canonical_config(soft.config)

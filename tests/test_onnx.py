@@ -151,9 +151,9 @@ def test_graphs_in_torch_equal_the_codec_and_folding_leaves_it_working():
         assert torch.equal(folded.encode(x), codes) and torch.equal(folded.decode(codes), before)
 
 
-@pytest.mark.parametrize("source_harmonics,phase,bands", [(0, "learned", 0), (30, "learned", 0), (30, "noise", 0),
-                                                          (30, "noise", 9)])
-def test_vocos_decoder_graph_equals_torch_for_any_length(tmp_path, source_harmonics, phase, bands):
+@pytest.mark.parametrize("source_harmonics,phase,bands,soft", [(0, "learned", 0, False), (30, "learned", 0, False),
+                                                               (30, "noise", 0, False), (30, "noise", 9, True)])
+def test_vocos_decoder_graph_equals_torch_for_any_length(tmp_path, source_harmonics, phase, bands, soft):
     """The Vocos decoder's graph (inverse DFT as products, overlap-add as a transposed convolution)
     decodes as torch does, harmonic branch and source-filter head (its STFT as a strided convolution)
     included, for lengths down to one frame and batches."""
@@ -162,7 +162,7 @@ def test_vocos_decoder_graph_equals_torch_for_any_length(tmp_path, source_harmon
     torch.manual_seed(1)
     cfg = CodecConfig(sample_rate=SR, seanet=SEANetConfig(n_filters=4, ratios=(5, 4, 2), dimension=8, lstm=0),
                       quantizer=QuantizerConfig(codebook_size=16, dim=4), pitch_head=True, pitch_features=True,
-                      harmonic_branch=6, excitation_harmonics=source_harmonics,
+                      harmonic_branch=6, excitation_harmonics=source_harmonics, soft_voicing=soft,
                       decoder=DecoderConfig(kind="vocos", dim=16, intermediate_dim=32, n_layers=2, n_fft=160,
                                             phase=phase, envelope_bands=bands))
     codec = SimVQCodec(cfg).eval()

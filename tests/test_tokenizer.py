@@ -270,8 +270,8 @@ def test_spec_is_the_header_identity(model, tmp_path):
     assert (tk.spec.model_id, tk.spec.dtype, tk.spec.frame_rate) == (model.model_id, "uint16", 1000.0)
 
 
-@pytest.mark.parametrize("kind", ["seanet", "vocos"])
-def test_chunked_decoding_continues_the_harmonics_across_windows(kind, tmp_path):
+@pytest.mark.parametrize("kind,soft", [("seanet", False), ("vocos", False), ("vocos", True)])
+def test_chunked_decoding_continues_the_harmonics_across_windows(kind, soft, tmp_path):
     """A model with harmonics of its pitch head's F0 (SEANet with excitation and a harmonic branch; a
     source-filter Vocos head) decodes windows of a long item with the running phase of the windows
     before: the joins are seamless and the audio equals the whole item's decode, in memory and streamed."""
@@ -281,12 +281,12 @@ def test_chunked_decoding_continues_the_harmonics_across_windows(kind, tmp_path)
     vocos = kind == "vocos"
     cfg = CodecConfig(sample_rate=16000, seanet=SEANetConfig(n_filters=8, ratios=(4, 4), dimension=16, lstm=0),
                       quantizer=QuantizerConfig(codebook_size=64, dim=8), pitch_head=True,
-                      excitation_harmonics=8, harmonic_branch=0 if vocos else 4,
+                      excitation_harmonics=8, harmonic_branch=0 if vocos else 4, soft_voicing=soft,
                       decoder=DecoderConfig(kind="vocos", dim=16, intermediate_dim=24, n_layers=2, n_fft=64,
                                             phase="noise", envelope_bands=5) if vocos else DecoderConfig())
     model = SimVQCodec(cfg).eval()
-    with torch.no_grad():  # voiced everywhere, F0 around 200 Hz and moving with the codes
-        model.pitch_head.net[-1].bias.copy_(torch.tensor([4.0, 1.0]))
+    with torch.no_grad():  # voiced everywhere (soft: about half voiced), F0 around 200 Hz, moving with the codes
+        model.pitch_head.net[-1].bias.copy_(torch.tensor([0.0 if soft else 4.0, 1.0]))
         if vocos:  # the source at unit gain
             model.decoder.head.out.bias[model.decoder.head.gain_offset:].fill_(0.0)
         else:  # the harmonic branch's sines at a level that shows

@@ -132,7 +132,8 @@ class Codec(Protocol):
                start_frame: torch.Tensor | None = None) -> torch.Tensor: ...
 
     # Models with harmonics of a predicted pitch also have ``takes_phase_offset`` (true) and
-    # ``predict_pitch(codes) -> (f0 [B, T] Hz, voicing probability [B, T])``; models whose output depends
+    # ``predict_pitch(codes) -> (f0 [B, T] Hz, voicing probability [B, T])`` and ``voicing(probability)``
+    # (the sines' amplitude per frame); models whose output depends
     # on a window's position in its item, ``takes_start_frame`` (true).
 
 
@@ -182,8 +183,9 @@ class Batcher:
             with torch.inference_mode():
                 f0, prob = self.model.predict_pitch(codes[None, :, chunk.start:chunk.stop].to(self.device))
             keep = chunk.keep
-            before = accumulated_phase(torch.as_tensor(f0).float().cpu(), (torch.as_tensor(prob) > 0.5).float().cpu(),
-                                       hop, rate, [keep.start * hop, keep.stop * hop])[0].tolist()
+            voiced = self.model.voicing(torch.as_tensor(prob).float().cpu())
+            before = accumulated_phase(torch.as_tensor(f0).float().cpu(), voiced, hop, rate,
+                                       [keep.start * hop, keep.stop * hop])[0].tolist()
             offsets.append(math.remainder(running - before[0], 2 * math.pi))
             running = math.remainder(running + before[1] - before[0], 2 * math.pi)
         return offsets

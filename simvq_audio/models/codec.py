@@ -27,7 +27,9 @@ class CodecConfig:
 
     ``teacher_forcing``: in training, the decoder's sines follow YIN's F0 of the input (``True``) or,
     as at decode time, the pitch head's F0 read off the codes (``False``: the decoder learns to render
-    the F0 it will be given).
+    the F0 it will be given). ``soft_voicing``: where the sines follow the pitch head, their amplitude is
+    its voicing probability (``True``) or 1 where it is above 0.5 and 0 elsewhere (``False``); soft, the
+    frames the head is unsure of keep some harmonics at its F0 instead of none.
     """
 
     sample_rate: int = 24000
@@ -40,6 +42,7 @@ class CodecConfig:
     excitation_harmonics: int = 0
     harmonic_branch: int = 0
     teacher_forcing: bool = True
+    soft_voicing: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -257,7 +260,7 @@ class SimVQCodec(nn.Module):
             if pitch is None:
                 head = self._head(latent, frames) if head is None else head
                 f0, prob = PitchHead.to_hz(head.detach())
-                pitch = (f0, prob > 0.5)
+                pitch = (f0, self.voicing(prob))
         config = self.config
         k = config.decoder_sines
         n_sines = max(k, config.harmonic_branch)
@@ -336,6 +339,10 @@ class SimVQCodec(nn.Module):
         if codes.dim() != 3:
             raise ValueError(f"expected codes [B, n_q, T], got {tuple(codes.shape)}")
         return PitchHead.to_hz(self._head(self.out_proj(self.quantizer.decode(codes.to(self.device))), None))
+
+    def voicing(self, prob: torch.Tensor) -> torch.Tensor:
+        """The sines' amplitude per frame from the pitch head's voicing probability (``soft_voicing``)."""
+        return prob if self.config.soft_voicing else (prob > 0.5).float()
 
     @property
     def takes_phase_offset(self) -> bool:

@@ -108,7 +108,8 @@ def export_onnx(codec: nn.Module, directory: str | os.PathLike, model_dir: str |
                                         "starts (a window's, to continue a longer item's)"}
                        if decoder.takes_phase_offset else {}),
                     **({"start_frame": "start_frame [B] int64: the window's first frame in its item "
-                                       "(the noise phase's frame index)"} if decoder.takes_start_frame else {})},
+                                       "(the noise phase's frame index)"} if decoder.takes_start_frame else {}),
+                    **({"soft_voicing": True} if decoder.soft_voicing else {})},
         **({"pitch": {"file": PITCH_FILE, "input": "codes [B, n_q, T] int64",
                       "output": "f0 [B, T] Hz, voicing [B, T] probability, float32"}}
            if decoder.takes_phase_offset else {}),

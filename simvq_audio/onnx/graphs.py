@@ -391,6 +391,7 @@ class DecoderGraph(nn.Module):
         self.source_harmonics, self.excitation_harmonics = config.source_harmonics, config.decoder_sines
         self.n_sines = max(self.excitation_harmonics, config.harmonic_branch)
         self.takes_phase_offset, self.takes_start_frame = codec.takes_phase_offset, codec.takes_start_frame
+        self.soft_voicing = bool(config.soft_voicing)
 
     @property
     def extra_inputs(self) -> tuple[str, ...]:
@@ -406,7 +407,8 @@ class DecoderGraph(nn.Module):
         latent = self.out_proj(_lookup(self.codebooks, codes))
         sines = source = None
         if self.n_sines or self.source_harmonics:
-            f0, voiced = _pitch(self.pitch_head, latent)
+            f0, prob = _pitch_logits(self.pitch_head, latent)
+            voiced = prob if self.soft_voicing else (prob > 0.5).float()
             if self.n_sines:
                 sines = harmonic_excitation(f0, voiced, self.hop, self.sample_rate, self.n_sines, None, phase_offset)
             if self.source_harmonics:
@@ -433,11 +435,6 @@ def _pitch_logits(pitch_head: nn.Module, latent: torch.Tensor) -> tuple[torch.Te
     """``PitchHead.to_hz`` with pow for exp2 (no ONNX exp2 in opset 17): F0 in Hz and the voicing probability."""
     head = pitch_head(latent)
     return F0_REFERENCE_HZ * torch.pow(2.0, head[:, 1]), torch.sigmoid(head[:, 0])
-
-
-def _pitch(pitch_head: nn.Module, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    f0, prob = _pitch_logits(pitch_head, latent)
-    return f0, (prob > 0.5).float()
 
 
 class PitchGraph(nn.Module):

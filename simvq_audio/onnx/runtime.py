@@ -144,6 +144,10 @@ class OnnxCodec:
         the input existed do not)."""
         return "phase_offset" in self.manifest["decoder"] and self._pitch is not None
 
+    def voicing(self, prob):
+        """The sines' amplitude per frame from the voicing probability, as ``SimVQCodec.voicing``."""
+        return prob if self.manifest["decoder"].get("soft_voicing") else (prob > 0.5).float()
+
     @property
     def takes_start_frame(self) -> bool:
         """Whether ``decode`` takes ``start_frame`` (a noise-phase Vocos head)."""
