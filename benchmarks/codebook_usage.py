@@ -57,6 +57,7 @@ ARMS: dict[str, list[str]] = {
     "spread01": ["loss.spread=0.1"],
     "spread": ["loss.spread=1.0"],
     "spread10": ["loss.spread=10.0"],
+    "spread01-dim32": ["loss.spread=0.1", "model.quantizer.dim=32"],
     # The best single factors together: the spread term at 0.1, a 32-d lookup and the paper's optimiser.
     "combo": ["loss.spread=0.1", "model.quantizer.dim=32", "optimizer.generator.lr=0.0001",
               "optimizer.generator.betas=[0.5,0.9]"],
