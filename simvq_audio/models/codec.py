@@ -10,7 +10,7 @@ from torch import nn
 
 from ..dataclass_dicts import from_dict
 from ..modules.conv import frame_mask
-from ..modules.excitation import harmonic_excitation, harmonic_sum
+from ..modules.excitation import harmonic_excitation, harmonic_sum, voicing_amplitude
 from ..modules.harmonic import HarmonicBranch
 from ..modules.pitch_head import PitchHead
 from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
@@ -267,12 +267,11 @@ class SimVQCodec(nn.Module):
         if n_sines:
             sines = harmonic_excitation(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
                                         n_sines, frames, phase_offset).to(latent.dtype)
-        if config.source_harmonics:  # the Vocos head filters the harmonics' sum
-            source = harmonic_sum(pitch[0], pitch[1].float(), self.hop_length, self.sample_rate,
-                                  config.source_harmonics, frames, phase_offset)
-            audio = self.decoder(latent, frames, source.to(latent.dtype), start_frame)
-        elif config.decoder.kind == "vocos":
-            audio = self.decoder(latent, frames, None, start_frame)
+        if config.decoder.kind == "vocos":  # a source-filter head filters the harmonics' sum
+            source = None if not config.source_harmonics else harmonic_sum(
+                pitch[0], pitch[1].float(), self.hop_length, self.sample_rate, config.source_harmonics, frames,
+                phase_offset).to(latent.dtype)
+            audio = self.decoder(latent, frames, source, start_frame)
         else:
             audio = self.decoder(latent, frames, sines[:, :k]) if k else self.decoder(latent, frames)
         if self.harmonic is not None:
@@ -342,7 +341,7 @@ class SimVQCodec(nn.Module):
 
     def voicing(self, prob: torch.Tensor) -> torch.Tensor:
         """The sines' amplitude per frame from the pitch head's voicing probability (``soft_voicing``)."""
-        return prob if self.config.soft_voicing else (prob > 0.5).float()
+        return voicing_amplitude(prob, self.config.soft_voicing)
 
     @property
     def takes_phase_offset(self) -> bool:

@@ -46,6 +46,17 @@ def _upsampled(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int,
     return up[:, 0], up[:, 1]
 
 
+def _running_phase(f0_up: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Sample-rate F0 ``[B, N]`` -> its phase after each sample, unwrapped, float64."""
+    return torch.cumsum(f0_up.double() * (2 * math.pi / sample_rate), -1)
+
+
+def voicing_amplitude(prob: torch.Tensor, soft: bool) -> torch.Tensor:
+    """The sines' amplitude per frame from a pitch head's voicing probability: the probability itself
+    (``soft``, ``CodecConfig.soft_voicing``) or 1 where it is above 0.5 and 0 elsewhere."""
+    return prob if soft else (prob > 0.5).float()
+
+
 def _pitch_phase(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample_rate: int,
                  frame_lengths: torch.Tensor | None,
                  phase_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -54,7 +65,7 @@ def _pitch_phase(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, sample
     f0_up, amp_up = _upsampled(f0, voiced, hop_length, frame_lengths)
     # Phase in float64 and wrapped: an hour at 300 Hz is ~7e6 radians, beyond float32's resolution.
     # The wrapped phase is in [0, 2 pi): k times it stays within float32's resolution (3e-5 rad at k = 48).
-    phase = torch.cumsum(f0_up.double() * (2 * math.pi / sample_rate), -1)
+    phase = _running_phase(f0_up, sample_rate)
     if phase_offset is not None:
         phase = phase + phase_offset.to(phase.device, torch.float64).reshape(-1, 1)
     return f0_up, amp_up, torch.remainder(phase, 2 * math.pi).float()
@@ -66,8 +77,7 @@ def accumulated_phase(f0: torch.Tensor, voiced: torch.Tensor, hop_length: int, s
     ``[B, len(positions)]``: with ``phase_offset = Phi - accumulated_phase(..., [a])``, a window's harmonics
     at sample ``a`` continue a longer signal's whose running phase there is ``Phi``."""
     f0_up, _ = _upsampled(f0, voiced, hop_length, None)
-    total = torch.cumsum(f0_up.double() * (2 * math.pi / sample_rate), -1)
-    total = F.pad(total, (1, 0))  # total[:, j]: the sum over samples before j
+    total = F.pad(_running_phase(f0_up, sample_rate), (1, 0))  # total[:, j]: the sum over samples before j
     return total[:, list(positions)]
 
 

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from ..errors import SimVQError
-from ..modules.excitation import harmonic_excitation, harmonic_sum
+from ..modules.excitation import harmonic_excitation, harmonic_sum, voicing_amplitude
 from ..modules.yin import yin_from_correlation
 
 F0_REFERENCE_HZ = 100.0  # the pitch features' unit: octaves above 100 Hz (as the codec's ``octaves``)
@@ -407,8 +407,8 @@ class DecoderGraph(nn.Module):
         latent = self.out_proj(_lookup(self.codebooks, codes))
         sines = source = None
         if self.n_sines or self.source_harmonics:
-            f0, prob = _pitch_logits(self.pitch_head, latent)
-            voiced = prob if self.soft_voicing else (prob > 0.5).float()
+            f0, prob = _pitch_hz(self.pitch_head, latent)
+            voiced = voicing_amplitude(prob, self.soft_voicing)
             if self.n_sines:
                 sines = harmonic_excitation(f0, voiced, self.hop, self.sample_rate, self.n_sines, None, phase_offset)
             if self.source_harmonics:
@@ -431,7 +431,7 @@ class DecoderGraph(nn.Module):
         return x
 
 
-def _pitch_logits(pitch_head: nn.Module, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _pitch_hz(pitch_head: nn.Module, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``PitchHead.to_hz`` with pow for exp2 (no ONNX exp2 in opset 17): F0 in Hz and the voicing probability."""
     head = pitch_head(latent)
     return F0_REFERENCE_HZ * torch.pow(2.0, head[:, 1]), torch.sigmoid(head[:, 0])
@@ -448,7 +448,7 @@ class PitchGraph(nn.Module):
         self.pitch_head = _plain(codec.pitch_head)
 
     def forward(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _pitch_logits(self.pitch_head, self.out_proj(_lookup(self.codebooks, codes)))
+        return _pitch_hz(self.pitch_head, self.out_proj(_lookup(self.codebooks, codes)))
 
 
 def min_frames(codec: nn.Module) -> int:

@@ -146,7 +146,9 @@ class OnnxCodec:
 
     def voicing(self, prob):
         """The sines' amplitude per frame from the voicing probability, as ``SimVQCodec.voicing``."""
-        return prob if self.manifest["decoder"].get("soft_voicing") else (prob > 0.5).float()
+        from ..modules.excitation import voicing_amplitude
+
+        return voicing_amplitude(prob, bool(self.manifest["decoder"].get("soft_voicing")))
 
     @property
     def takes_start_frame(self) -> bool:
