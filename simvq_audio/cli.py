@@ -24,6 +24,7 @@ COMMANDS = {
     "train": "train",
     "export": "export",
     "export-onnx": "export_onnx",
+    "fit-pitch-head": "fit_pitch_head",
 }
 
 

@@ -23,12 +23,13 @@ from simvq_audio.quantization.builder import QuantizerConfig  # noqa: E402
 SR, HOP = 16000, 40
 
 
-def tiny_codec(seed=0, n_q=2) -> SimVQCodec:
-    """Every pitch part on, the ones that start at zero given seeded weights (as after training)."""
+def tiny_codec(seed=0, n_q=2, **head) -> SimVQCodec:
+    """Every pitch part on, the ones that start at zero given seeded weights (as after training);
+    ``head``: the pitch head's shape (``pitch_head_kernel=5`` ...)."""
     torch.manual_seed(seed)
     cfg = CodecConfig(sample_rate=SR, seanet=SEANetConfig(n_filters=4, ratios=(5, 4, 2), dimension=8, lstm=1),
                       quantizer=QuantizerConfig(codebook_size=64, dim=4, n_q=n_q), pitch_head=True,
-                      pitch_features=True, excitation_harmonics=4, harmonic_branch=6)
+                      pitch_features=True, excitation_harmonics=4, harmonic_branch=6, **head)
     codec = SimVQCodec(cfg)
     with torch.no_grad():
         for p in (*codec.pitch_proj.parameters(), *codec.decoder.inject.parameters(),
@@ -99,6 +100,30 @@ def test_padded_batch_items_equal_items_alone(exported):
         alone = codec.decode(codes[i:i + 1, :, :t])[0]
         assert (audio_out[i, :, :t * HOP] - alone).abs().max() < 1e-4
         assert torch.all(audio_out[i, :, t * HOP:] == 0)
+
+
+def test_a_wide_pitch_head_exports_and_padded_items_equal_items_alone(tmp_path):
+    """A pitch head of two kernel-5 layers (``fit-pitch-head --kernel 5 --layers 2``): the decoder graph and
+    the pitch graph equal torch, and a padded batch gives each item what it gets alone."""
+    codec = tiny_codec(seed=3, pitch_head_width=12, pitch_head_kernel=5, pitch_head_layers=2)
+    assert codec.pitch_head.context == 4
+    export_onnx(codec, tmp_path)
+    runtime = OnnxCodec(tmp_path, threads=1)
+    lengths = [1234, 2345, 801]
+    audio = torch.zeros(3, 1, max(lengths))
+    for i, n in enumerate(lengths):
+        audio[i, :, :n] = voice(n, i)
+    codes = runtime.encode(audio, lengths=torch.tensor(lengths))
+    frames = [-(-n // HOP) for n in lengths]
+    audio_out = runtime.decode(codes, frame_lengths=frames)
+    torch_out = codec.decode(codes, frame_lengths=torch.tensor(frames))
+    for i, t in enumerate(frames):
+        alone = codec.decode(codes[i:i + 1, :, :t])[0]
+        tolerance = 2e-4 * max(1.0, float(alone.abs().max()))  # float32 rounding in ONNX Runtime
+        assert (audio_out[i, :, :t * HOP] - alone).abs().max() < tolerance
+        assert (torch_out[i, :, :t * HOP] - alone).abs().max() < 1e-5
+        for ours, theirs in zip(runtime.predict_pitch(codes[i:i + 1, :, :t]), codec.predict_pitch(codes[i:i + 1, :, :t])):
+            assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_shortest_input_works_and_shorter_is_a_clear_error(exported):

@@ -29,7 +29,9 @@ class CodecConfig:
     as at decode time, the pitch head's F0 read off the codes (``False``: the decoder learns to render
     the F0 it will be given). ``soft_voicing``: where the sines follow the pitch head, their amplitude is
     its voicing probability (``True``) or 1 where it is above 0.5 and 0 elsewhere (``False``); soft, the
-    frames the head is unsure of keep some harmonics at its F0 instead of none.
+    frames the head is unsure of keep some harmonics at its F0 instead of none. ``pitch_head_width``,
+    ``pitch_head_kernel``, ``pitch_head_layers``: the pitch head's channels, kernel (frames) and number of
+    convolutions (``modules/pitch_head.py``).
     """
 
     sample_rate: int = 24000
@@ -43,8 +45,16 @@ class CodecConfig:
     harmonic_branch: int = 0
     teacher_forcing: bool = True
     soft_voicing: bool = False
+    pitch_head_width: int = 64
+    pitch_head_kernel: int = 3
+    pitch_head_layers: int = 1
 
     def __post_init__(self) -> None:
+        if self.pitch_head_width < 1 or self.pitch_head_layers < 1 or self.pitch_head_kernel < 1 \
+                or self.pitch_head_kernel % 2 == 0:
+            raise ValueError(f"pitch_head_width and pitch_head_layers must be >= 1 and pitch_head_kernel odd "
+                             f"and >= 1, got {self.pitch_head_width}, {self.pitch_head_layers}, "
+                             f"{self.pitch_head_kernel}")
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.excitation_harmonics < 0 or self.harmonic_branch < 0:
@@ -124,7 +134,8 @@ class SimVQCodec(nn.Module):
         self.in_proj: nn.Module = nn.Conv1d(latent, qdim, 1) if latent != qdim else nn.Identity()
         self.out_proj: nn.Module = nn.Conv1d(qdim, latent, 1) if latent != qdim else nn.Identity()
         self.quantizer = build_quantizer(config.quantizer)
-        self.pitch_head = PitchHead(latent) if config.pitch_head else None
+        self.pitch_head = PitchHead(latent, config.pitch_head_width, config.pitch_head_kernel,
+                                    config.pitch_head_layers) if config.pitch_head else None
         self.harmonic: HarmonicBranch | None = None
         if config.harmonic_branch:
             self.harmonic = HarmonicBranch(latent, config.harmonic_branch, config.seanet.hop_length)
@@ -245,7 +256,7 @@ class SimVQCodec(nn.Module):
         if self.pitch_head is None:
             return None
         mask = frame_mask(frames, latent.shape[-1], latent.device)
-        return self.pitch_head(latent if mask is None else latent * mask.to(latent.dtype))
+        return self.pitch_head(latent, None if mask is None else mask.to(latent.dtype))
 
     def _decode_latent(self, latent: torch.Tensor, frames: torch.Tensor | None,
                        pitch: tuple[torch.Tensor, torch.Tensor] | None = None,

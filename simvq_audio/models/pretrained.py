@@ -35,7 +35,8 @@ BUILTIN_MODELS = ("default",)
 # CodecConfig fields (dotted paths) added after format version 1 was released; a model's id leaves them
 # out while they hold their defaults.
 LATER_KEYS = ("decoder", "pitch_head", "pitch_features", "excitation_harmonics", "harmonic_branch",
-              "quantizer.l2_norm", "teacher_forcing", "decoder.envelope_bands", "soft_voicing")
+              "quantizer.l2_norm", "teacher_forcing", "decoder.envelope_bands", "soft_voicing",
+              "pitch_head_width", "pitch_head_kernel", "pitch_head_layers")
 
 
 class ModelLoadError(SimVQError, RuntimeError):

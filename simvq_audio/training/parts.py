@@ -19,7 +19,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "encoder": ("encoder", "in_proj", "pitch_proj"),
     "quantizer": ("quantizer", "out_proj"),
     "decoder": ("decoder", "harmonic"),
-    "pitch_head": ("pitch_head",),
+    "pitch_head": ("pitch_head", "pitch_head_width", "pitch_head_kernel", "pitch_head_layers"),
 }
 # part -> the CodecConfig fields its weights depend on.
 PART_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
