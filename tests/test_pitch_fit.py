@@ -183,3 +183,31 @@ def test_command_can_give_the_model_a_wider_head(tmp_path, capsys):
     assert main(["fit-pitch-head", str(train), "--model", str(model), "-o", str(tmp_path / "bad"),
                  "--kernel", "4"]) == 1
     assert "pitch_head_kernel" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_a_refitted_wide_head_warm_starts_a_run_and_a_mismatched_shape_is_named(tmp_path):
+    """A later stage (``training.init_parts=[...,pitch_head]``) takes the wide head when the config gives its
+    shape, and names the differing field when it does not; freezing the part stops its gradients."""
+    import dataclasses
+
+    from simvq_audio.training.checkpoint import CheckpointError
+    from simvq_audio.training.parts import freeze
+    from simvq_audio.training.warm_start import warm_start
+
+    torch.manual_seed(0)
+    cfg = CodecConfig(sample_rate=SR, seanet=SEANetConfig(n_filters=4, ratios=(8, 5, 5), dimension=8, lstm=0),
+                      quantizer=QuantizerConfig(codebook_size=32, dim=4), pitch_head=True, pitch_head_width=16,
+                      pitch_head_kernel=5, pitch_head_layers=2)
+    SimVQCodec(cfg).eval().save_pretrained(tmp_path / "wide")
+    torch.manual_seed(1)
+    generator = SimVQCodec(cfg)
+    warm_start(generator, tmp_path / "wide", ("encoder", "quantizer", "pitch_head"))
+    source = SimVQCodec.from_pretrained(tmp_path / "wide")
+    for key, value in source.state_dict().items():
+        if key.startswith(("pitch_head.", "encoder.", "quantizer.")):
+            assert torch.equal(value, generator.state_dict()[key]), key
+    assert freeze(generator, ["pitch_head"]) == sum(p.numel() for p in generator.pitch_head.parameters())
+    assert not any(p.requires_grad for p in generator.pitch_head.parameters())
+    narrow = SimVQCodec(dataclasses.replace(cfg, pitch_head_kernel=3))
+    with pytest.raises(CheckpointError, match="pitch_head_kernel"):
+        warm_start(narrow, tmp_path / "wide", ("pitch_head",))

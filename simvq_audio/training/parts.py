@@ -19,14 +19,14 @@ PARTS: dict[str, tuple[str, ...]] = {
     "encoder": ("encoder", "in_proj", "pitch_proj"),
     "quantizer": ("quantizer", "out_proj"),
     "decoder": ("decoder", "harmonic"),
-    "pitch_head": ("pitch_head", "pitch_head_width", "pitch_head_kernel", "pitch_head_layers"),
+    "pitch_head": ("pitch_head",),
 }
 # part -> the CodecConfig fields its weights depend on.
 PART_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "encoder": ("sample_rate", "seanet"),
     "quantizer": ("quantizer", "seanet"),  # out_proj maps the lookup to seanet.dimension
     "decoder": ("sample_rate", "decoder"),
-    "pitch_head": ("pitch_head",),
+    "pitch_head": ("pitch_head", "pitch_head_width", "pitch_head_kernel", "pitch_head_layers"),
 }
 
 
