@@ -16,7 +16,7 @@ HELP = "refit a model's pitch head on pYIN's voicing and F0 (tokens unchanged)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", metavar="TRAIN.jsonl", help="training manifest (never your evaluation set)")
+    parser.add_argument("manifest", metavar="MANIFEST", help="training manifest, .jsonl (never your evaluation set)")
     parser.add_argument("--model", default="default", help="model folder or built-in name (default: default)")
     parser.add_argument("-o", "--output", required=True, help="new model folder (must not exist yet)")
     parser.add_argument("--valid", metavar="MANIFEST", help="held-out manifest: the head is scored on it "
@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default: 3000)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per step (default: 32)")
     parser.add_argument("--window", type=int, default=100, help="frames per window (default: 100)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-decayed (default: 1e-3)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3, help="the learning rate of Adam, cosine-decayed (default: 1e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the windows' draw and of a new head (default: 0)")
     parser.add_argument("--max-files", type=int, help="use only the first N files of each manifest")
     parser.add_argument("--cache", metavar="DIR", help="keep pYIN's targets here (reruns skip the slow tracker)")
     parser.add_argument("--workers", type=int, default=1, help="processes computing pYIN (default: 1)")
