@@ -49,6 +49,16 @@ def voice(n: int, seed: int, f0: float = 140.0) -> torch.Tensor:
     return x.float()[None, None]
 
 
+def padded_voices(runtime, lengths=(1234, 2345, 801)):
+    """Three voices of ``lengths`` samples, zero-padded into one batch, and their codes and frames by ``runtime``."""
+    lengths = list(lengths)
+    audio = torch.zeros(len(lengths), 1, max(lengths))
+    for i, n in enumerate(lengths):
+        audio[i, :, :n] = voice(n, i)
+    codes = runtime.encode(audio, lengths=torch.tensor(lengths))
+    return lengths, audio, codes, [-(-n // HOP) for n in lengths]
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     codec = tiny_codec()
@@ -87,12 +97,7 @@ def test_codes_and_audio_equal_torch_for_random_lengths_and_batches(exported, se
 def test_padded_batch_items_equal_items_alone(exported):
     codec, directory, _ = exported
     runtime = OnnxCodec(directory, threads=1)
-    lengths = [1234, 2345, 801]
-    audio = torch.zeros(3, 1, max(lengths))
-    for i, n in enumerate(lengths):
-        audio[i, :, :n] = voice(n, i)
-    codes = runtime.encode(audio, lengths=torch.tensor(lengths))
-    frames = [-(-n // HOP) for n in lengths]
+    lengths, audio, codes, frames = padded_voices(runtime)
     for i, n in enumerate(lengths):
         assert torch.equal(codes[i, :, :frames[i]], codec.encode(audio[i:i + 1, :, :n])[0])
     audio_out = runtime.decode(codes, frame_lengths=frames)
@@ -109,12 +114,7 @@ def test_a_wide_pitch_head_exports_and_padded_items_equal_items_alone(tmp_path):
     assert codec.pitch_head.context == 4
     export_onnx(codec, tmp_path)
     runtime = OnnxCodec(tmp_path, threads=1)
-    lengths = [1234, 2345, 801]
-    audio = torch.zeros(3, 1, max(lengths))
-    for i, n in enumerate(lengths):
-        audio[i, :, :n] = voice(n, i)
-    codes = runtime.encode(audio, lengths=torch.tensor(lengths))
-    frames = [-(-n // HOP) for n in lengths]
+    lengths, audio, codes, frames = padded_voices(runtime)
     audio_out = runtime.decode(codes, frame_lengths=frames)
     torch_out = codec.decode(codes, frame_lengths=torch.tensor(frames))
     for i, t in enumerate(frames):
