@@ -122,7 +122,7 @@ def test_a_wide_pitch_head_exports_and_padded_items_equal_items_alone(tmp_path):
         tolerance = 2e-4 * max(1.0, float(alone.abs().max()))  # float32 rounding in ONNX Runtime
         assert (audio_out[i, :, :t * HOP] - alone).abs().max() < tolerance
         assert (torch_out[i, :, :t * HOP] - alone).abs().max() < 1e-5
-        for ours, theirs in zip(runtime.predict_pitch(codes[i:i + 1, :, :t]), codec.predict_pitch(codes[i:i + 1, :, :t])):
+        for ours, theirs in zip(runtime.predict_pitch(codes[i:i + 1, :, :t]), codec.predict_pitch(codes[i:i + 1, :, :t]), strict=True):
             assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 

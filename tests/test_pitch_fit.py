@@ -13,8 +13,17 @@ from simvq_audio.cli import main
 from simvq_audio.models import CodecConfig, SimVQCodec
 from simvq_audio.modules import SEANetConfig
 from simvq_audio.quantization import QuantizerConfig
-from simvq_audio.training.pitch_fit import (PitchFitConfig, PitchItem, TargetCache, _head_logits, _windows,
-                                            compute_targets, fit_pitch_head, head_metrics, pyin_targets)
+from simvq_audio.training.pitch_fit import (
+    PitchFitConfig,
+    PitchItem,
+    TargetCache,
+    _head_logits,
+    _windows,
+    compute_targets,
+    fit_pitch_head,
+    head_metrics,
+    pyin_targets,
+)
 
 SR, HOP = 16000, 200
 
@@ -102,7 +111,7 @@ def test_fit_learns_voicing_and_f0_and_is_reproducible():
     torch.manual_seed(0)
     again = PitchHead(8)
     fit_pitch_head(again, train, config, log_every=100)
-    for a, b in zip(head.state_dict().values(), again.state_dict().values()):
+    for a, b in zip(head.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="no files"):
         fit_pitch_head(head, [], config)

@@ -7,6 +7,7 @@ F0 and voicing off the codes (and so the decoder's harmonics) does. See ``traini
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -48,14 +49,14 @@ def _paths(manifest: str, max_files: int | None) -> list[Path]:
     return [e.path for e in entries[:max_files]]
 
 
-def _reshaped(model, args: argparse.Namespace):
-    """``model`` with a new, randomly initialised head (seeded) when ``--width/--kernel/--layers`` change its shape."""
-    import dataclasses
-
+def _reshaped(model, source, args: argparse.Namespace):
+    """``model`` with a new, randomly initialised head (seeded) when ``--width/--kernel/--layers`` change its
+    shape; its other parts come from ``source`` (``training.warm_start``)."""
     import torch
 
     from ..errors import SimVQError
     from ..models.codec import SimVQCodec
+    from ..training.warm_start import warm_start
 
     c = model.config
     shape = {"pitch_head_width": args.width or c.pitch_head_width,
@@ -69,9 +70,7 @@ def _reshaped(model, args: argparse.Namespace):
         raise SimVQError(f"--width/--kernel/--layers: {exc}") from None
     torch.manual_seed(args.seed)
     new = SimVQCodec(config).eval()
-    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("pitch_head.")}
-    missing, unexpected = new.load_state_dict(kept, strict=False)
-    assert not unexpected and all(k.startswith("pitch_head.") for k in missing)
+    warm_start(new, source, ("encoder", "quantizer", "decoder"))
     return new
 
 
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     train = collect_items(model, train_paths, args.cache, args.workers, progress)
     valid = collect_items(model, valid_paths, args.cache, args.workers, progress) if valid_paths else []
     before = head_metrics(model.pitch_head, valid) if valid else None  # the model's own head
-    model = _reshaped(model, args)
+    model = _reshaped(model, source, args)
 
     def log(step: int, row: dict) -> None:
         print(f"  step {step}: loss {row['loss']:.4f} (voicing {row['loss/pitch_voicing']:.4f}, "
@@ -127,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     model_id = model.save_pretrained(output, dtype=getattr(torch, dtype))
     report = {"source_model": meta.get("model_id"), "model_id": model_id, "manifest": str(args.manifest),
               "valid": args.valid, "files": len(train_paths), "frames": sum(it.latent.shape[-1] for it in train),
-              "config": vars(config) if hasattr(config, "__dict__") else None, "log": rows,
+              "config": dataclasses.asdict(config), "log": rows,
               "valid_before": before, "valid_after": after, "seconds": round(time.time() - started, 1)}
     (output / "pitch_head_fit.json").write_text(json.dumps(report, indent=2) + "\n")
     if before is not None:

@@ -12,7 +12,7 @@ from ..dataclass_dicts import from_dict
 from ..modules.conv import frame_mask
 from ..modules.excitation import harmonic_excitation, harmonic_sum, voicing_amplitude
 from ..modules.harmonic import HarmonicBranch
-from ..modules.pitch_head import PitchHead
+from ..modules.pitch_head import PitchHead, head_shape_problem
 from ..modules.seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..modules.vocos import DecoderConfig, VocosDecoder
 from ..modules.yin import octaves, yin
@@ -50,11 +50,9 @@ class CodecConfig:
     pitch_head_layers: int = 1
 
     def __post_init__(self) -> None:
-        if self.pitch_head_width < 1 or self.pitch_head_layers < 1 or self.pitch_head_kernel < 1 \
-                or self.pitch_head_kernel % 2 == 0:
-            raise ValueError(f"pitch_head_width and pitch_head_layers must be >= 1 and pitch_head_kernel odd "
-                             f"and >= 1, got {self.pitch_head_width}, {self.pitch_head_layers}, "
-                             f"{self.pitch_head_kernel}")
+        problem = head_shape_problem(self.pitch_head_width, self.pitch_head_kernel, self.pitch_head_layers)
+        if problem:
+            raise ValueError(f"pitch_head_width, pitch_head_kernel, pitch_head_layers: {problem}")
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.excitation_harmonics < 0 or self.harmonic_branch < 0:
@@ -348,7 +346,11 @@ class SimVQCodec(nn.Module):
             raise ValueError("this model has no pitch head (CodecConfig.pitch_head is false)")
         if codes.dim() != 3:
             raise ValueError(f"expected codes [B, n_q, T], got {tuple(codes.shape)}")
-        return PitchHead.to_hz(self._head(self.out_proj(self.quantizer.decode(codes.to(self.device))), None))
+        return PitchHead.to_hz(self._head(self.codes_to_latent(codes), None))
+
+    def codes_to_latent(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[B, n_q, T]`` -> the latents ``[B, D, T]`` that the decoder and the pitch head read."""
+        return self.out_proj(self.quantizer.decode(codes.to(self.device)))
 
     def voicing(self, prob: torch.Tensor) -> torch.Tensor:
         """The sines' amplitude per frame from the pitch head's voicing probability (``soft_voicing``)."""
@@ -393,6 +395,6 @@ class SimVQCodec(nn.Module):
             start_frame = torch.as_tensor(start_frame, dtype=torch.long).reshape(-1)
             if start_frame.shape[0] != codes.shape[0] or bool((start_frame < 0).any()):
                 raise ValueError(f"start_frame must be [B] = [{codes.shape[0]}] values >= 0, got {start_frame.tolist()}")
-        z = self.out_proj(self.quantizer.decode(codes.to(self.device)))
+        z = self.codes_to_latent(codes)
         audio = self._decode_latent(z, frame_lengths, phase_offset=phase_offset, start_frame=start_frame)
         return audio if length is None else audio[..., :length]

@@ -12,6 +12,13 @@ from torch import nn
 from .yin import F0_REFERENCE_HZ
 
 
+def head_shape_problem(hidden: int, kernel: int, layers: int) -> str | None:
+    """What is wrong with a pitch head's shape, or ``None``: channels and layers >= 1, an odd kernel >= 1."""
+    if kernel < 1 or kernel % 2 == 0 or layers < 1 or hidden < 1:
+        return f"need an odd kernel >= 1, layers >= 1 and channels >= 1, got {kernel}, {layers}, {hidden}"
+    return None
+
+
 class PitchHead(nn.Module):
     """Latents ``[B, D, T]`` -> ``[B, 2, T]``: a voicing logit and log2(F0 / 100 Hz) per frame.
 
@@ -24,9 +31,9 @@ class PitchHead(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 64, kernel: int = 3, layers: int = 1):
         super().__init__()
-        if kernel < 1 or kernel % 2 == 0 or layers < 1 or hidden < 1:
-            raise ValueError(f"pitch head: need an odd kernel >= 1, layers >= 1 and hidden >= 1, "
-                             f"got kernel {kernel}, layers {layers}, hidden {hidden}")
+        problem = head_shape_problem(hidden, kernel, layers)
+        if problem:
+            raise ValueError(f"pitch head: {problem}")
         parts: list[nn.Module] = []
         for i in range(layers):
             parts += [nn.Conv1d(dim if i == 0 else hidden, hidden, kernel, padding=kernel // 2), nn.ELU()]

@@ -159,8 +159,7 @@ def compute_targets(paths: Sequence[str | os.PathLike], sample_rate: int, hop_le
 def latents_of(model, samples: np.ndarray) -> torch.Tensor:
     """The latents ``[D, T]`` that the pitch head reads for a mono signal: its codes, decoded by the quantizer."""
     wav = torch.from_numpy(np.asarray(samples, dtype=np.float32).reshape(1, 1, -1)).to(model.device)
-    codes = model.encode(wav)
-    return model.out_proj(model.quantizer.decode(codes))[0].float().cpu()
+    return model.codes_to_latent(model.encode(wav))[0].float().cpu()
 
 
 def collect_items(model, paths: Sequence[str | os.PathLike], cache_dir: str | os.PathLike | None = None,
@@ -172,7 +171,7 @@ def collect_items(model, paths: Sequence[str | os.PathLike], cache_dir: str | os
     targets = compute_targets(paths, sr, hop, cache_dir, workers,
                               None if progress is None else lambda i, n: progress("pitch", i, n))
     items = []
-    for i, (path, (f0, voiced)) in enumerate(zip(paths, targets)):
+    for i, (path, (f0, voiced)) in enumerate(zip(paths, targets, strict=True)):
         latent = latents_of(model, load_audio(path, sr).samples[0])
         if latent.shape[-1] != len(f0):
             raise RuntimeError(f"{path}: {latent.shape[-1]} code frames but {len(f0)} pitch frames")
@@ -230,7 +229,7 @@ def fit_pitch_head(head: torch.nn.Module, items: Sequence[PitchItem], config: Pi
     p = lengths / lengths.sum()
     loss_fn = PitchLoss(1, 1)
     context = int(getattr(head, "context", 1))
-    params = [q for q in head.parameters()]
+    params = list(head.parameters())
     for q in params:
         q.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=config.lr)
@@ -261,29 +260,24 @@ def fit_pitch_head(head: torch.nn.Module, items: Sequence[PitchItem], config: Pi
 @torch.no_grad()
 def head_metrics(head: torch.nn.Module, items: Sequence[PitchItem]) -> dict[str, float]:
     """The head against pYIN's targets over ``items``: voicing precision, recall and F1 (probability > 0.5),
-    and on the frames voiced in both, the gross pitch error (share above 100 cents) and RMS error in cents.
-    ``voiced_share``: pYIN's voiced share of all frames."""
+    and on the frames voiced in both, the gross pitch error (share above 100 cents) and RMS error in cents,
+    as ``pitch.pitch_metrics`` scores two tracks. ``voiced_share``: pYIN's voiced share of all frames."""
     from ..modules.pitch_head import PitchHead
+    from ..pitch import pitch_metrics
 
-    tp = fp = fn = total = 0
-    cents = []
+    refs, ests = [], []
     for item in items:
         f0, prob = PitchHead.to_hz(head(item.latent[None]))
-        est = prob[0] > 0.5
-        ref = item.voiced
-        tp += int((est & ref).sum())
-        fp += int((est & ~ref).sum())
-        fn += int((~est & ref).sum())
-        total += len(ref)
-        both = est & ref
-        cents.append((1200 * torch.log2(f0[0][both] / item.f0[both].clamp(min=1.0))).numpy())
-    c = np.concatenate(cents) if cents else np.zeros(0)
+        refs.append(item.f0.double().numpy())  # 0 where unvoiced
+        ests.append(torch.where(prob[0] > 0.5, f0[0].double(), torch.nan).numpy())
+    ref = np.concatenate(refs) if refs else np.zeros(0)
+    est = np.concatenate(ests) if ests else np.zeros(0)
+    r, e = ref > 0, np.isfinite(est)
+    tp, fp, fn = int(np.sum(r & e)), int(np.sum(~r & e)), int(np.sum(r & ~e))
     nan = float("nan")
     return {
         "voicing_precision": tp / (tp + fp) if tp + fp else nan,
         "voicing_recall": tp / (tp + fn) if tp + fn else nan,
-        "voicing_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan,
-        "gross_pitch_error": float(np.mean(np.abs(c) > 100.0)) if len(c) else nan,
-        "pitch_rmse_cents": float(np.sqrt(np.mean(c ** 2))) if len(c) else nan,
-        "voiced_share": (tp + fn) / total if total else nan,
+        **pitch_metrics(ref, est),
+        "voiced_share": (tp + fn) / len(ref) if len(ref) else nan,
     }
