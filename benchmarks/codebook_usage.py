@@ -15,6 +15,8 @@ factor is changed at a time from the base (the project's defaults):
     qloss1    quantizer loss weight 1 instead of 1000
     spread01 / spread / spread10   loss.spread at 0.1 / 1 / 10: the latents' covariance pushed towards isotropic
               (losses/spread.py), against the one dominant direction every other arm's latents have
+    match01 / match / match10      loss.match at 0.1 / 1 / 10: the sliced Wasserstein distance from the
+              latents to the codebook (losses/match.py): their whole distribution, not only its covariance
 
 each at every ``--sizes`` (default K = 8,192 and 65,536) and for every ``--kinds`` (SimVQ and
 plain VQ at the same settings). Per run: codes used over the trainer's last window of 3 K
@@ -58,6 +60,10 @@ ARMS: dict[str, list[str]] = {
     "spread": ["loss.spread=1.0"],
     "spread10": ["loss.spread=10.0"],
     "spread01-dim32": ["loss.spread=0.1", "model.quantizer.dim=32"],
+    "match01": ["loss.match=0.1"],
+    "match": ["loss.match=1.0"],
+    "match10": ["loss.match=10.0"],
+    "match-dim32": ["loss.match=1.0", "model.quantizer.dim=32"],
     # The best single factors together: the spread term at 0.1, a 32-d lookup and the paper's optimiser.
     "combo": ["loss.spread=0.1", "model.quantizer.dim=32", "optimizer.generator.lr=0.0001",
               "optimizer.generator.betas=[0.5,0.9]"],

@@ -312,10 +312,12 @@ def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in out.items()}
 
 
-@pytest.mark.parametrize("quantizer", [(), ("model.quantizer.n_q=3", "model.quantizer.quantizer_dropout=0.5")],
-                         ids=["one-codebook", "residual-with-dropout"])
+@pytest.mark.parametrize("quantizer", [(), ("model.quantizer.n_q=3", "model.quantizer.quantizer_dropout=0.5"),
+                                       ("loss.match=1.0",)],
+                         ids=["one-codebook", "residual-with-dropout", "match-loss"])
 def test_resume_equals_uninterrupted(tmp_path, quantizer):
-    """With quantizer dropout too: its stages come from a generator of the batch, not the global one."""
+    """With quantizer dropout too: its stages come from a generator of the batch, not the global one;
+    so do loss.match's random directions."""
     common = ("training.max_steps=4", "training.discriminator_start_step=1", "training.gradient_accumulation_steps=2",
               "data.batch_size=2", "checkpoint.every=2", "optimizer.generator.lr=0.001", *quantizer)
     straight = run(tmp_path / "a", *common)
@@ -344,6 +346,8 @@ def test_resume_equals_uninterrupted(tmp_path, quantizer):
     assert not different, different[:5]
     steps = [r["step"] for r in metrics(tmp_path / "b") if "loss/mel" in r]
     assert steps == [1, 2, 3, 4]
+    matched = [r["loss/match"] for r in metrics(tmp_path / "b") if "loss/match" in r]
+    assert len(matched) == (4 if "loss.match=1.0" in quantizer else 0) and all(m > 0 for m in matched)
 
 
 def test_nonfinite_steps_are_skipped_then_stop(tmp_path):

@@ -38,6 +38,9 @@ class LossConfig:
     head's loss against YIN's F0 and voicing (``losses/pitch.py``; needs ``model.pitch_head``).
     ``spread`` weighs ``losses/spread.py``: how far the covariance of the quantizer's input is from
     isotropic (0 = off), a push for latents that fill every dimension of the lookup.
+    ``match`` weighs ``losses/match.py``: the sliced Wasserstein distance between the quantizer's input
+    and its (first) codebook, along ``match_directions`` random directions per step (0 = off), a push
+    for latents distributed like the codes.
     """
 
     mel: float = 45.0
@@ -47,14 +50,18 @@ class LossConfig:
     stft: float = 0.0
     pitch: float = 0.0
     spread: float = 0.0
+    match: float = 0.0
+    match_directions: int = 64
     gan_kind: str = "hinge"
 
     def __post_init__(self) -> None:
         if self.gan_kind not in GAN_KINDS:
             raise ValueError(f"gan_kind must be one of {GAN_KINDS}, got {self.gan_kind!r}")
-        for name in ("mel", "quantizer", "adversarial", "feature_matching", "stft", "pitch", "spread"):
+        for name in ("mel", "quantizer", "adversarial", "feature_matching", "stft", "pitch", "spread", "match"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0")
+        if self.match_directions < 1:
+            raise ValueError(f"loss.match_directions must be >= 1, got {self.match_directions}")
 
 
 @dataclass(frozen=True)

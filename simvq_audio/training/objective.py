@@ -23,6 +23,7 @@ from ..losses import (
     generator_adversarial_loss,
 )
 from ..losses.pitch import PitchLoss
+from ..losses.match import match_loss
 from ..losses.spread import spread_loss
 from ..models.codec import CodecOutput
 from .config import LossConfig
@@ -52,7 +53,7 @@ class CodecObjective(nn.Module):
     """Losses of the codec GAN, weighted by a ``LossConfig``.
 
     ``generator_loss``: ``mel * L_mel + quantizer * L_q [+ stft * L_stft] [+ pitch * L_pitch]
-    [+ spread * L_spread]`` and, when a discriminator is given, ``+ adversarial * L_adv + feature_matching * L_fm``.
+    [+ spread * L_spread] [+ match * L_match]`` and, when a discriminator is given, ``+ adversarial * L_adv + feature_matching * L_fm``.
     """
 
     def __init__(self, cfg: LossConfig, sample_rate: int, hop_length: int | None = None):
@@ -68,6 +69,7 @@ class CodecObjective(nn.Module):
                        discriminator: Discriminator | None = None,
                        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                        real_fmaps: list[list[torch.Tensor]] | None = None,
+                       codebook: torch.Tensor | None = None, directions: torch.Generator | None = None,
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total generator loss and its detached terms.
 
@@ -75,6 +77,8 @@ class CodecObjective(nn.Module):
         ``discriminator``: called with its parameters frozen by the caller, on ``[B, C, N]``
         fakes when ``real_fmaps`` (the real audio's feature maps under the same weights, as
         ``discriminator_loss`` returns them) is given, else on ``[2B, C, N]`` real + fake.
+        ``codebook [K, d]`` (the quantizer's first effective codebook) and ``directions`` (the generator
+        of its random directions) are needed for ``loss.match``.
         """
         w = self.cfg
         mel = self.mel(fake, real)
@@ -97,6 +101,12 @@ class CodecObjective(nn.Module):
             spread = spread_loss(out.latents, out.frame_mask)
             total = total + w.spread * spread
             logs["loss/spread"] = spread
+        if w.match > 0:
+            if out.latents is None or codebook is None:
+                raise ValueError("loss.match needs the quantizer's input (CodecOutput.latents) and its codebook")
+            match = match_loss(out.latents, codebook, out.frame_mask, w.match_directions, directions)
+            total = total + w.match * match
+            logs["loss/match"] = match
         if discriminator is not None:
             if real_fmaps is None:
                 with autocast():

@@ -50,6 +50,7 @@ LOOP_STATE = "loop_state.json"
 # checkpoint: how a time-limited session ends training cleanly (``touch RUN/STOP``).
 STOP_FILE = "STOP"
 QUANTIZER_DROPOUT_STREAM = 1  # batch_generator stream of the quantizer dropout (levels use none)
+MATCH_STREAM = 2  # batch_generator stream of loss.match's random directions
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -280,9 +281,14 @@ class Trainer:
             # The generator's pass goes through the unwrapped D with frozen parameters: its
             # gradient reaches the generator only, and DDP's hooks on D are not triggered.
             plain_d = acc.unwrap_model(self.discriminator)
+            codebook = directions = None
+            if cfg.loss.match > 0:
+                codebook = self.unwrapped_generator.quantizer.stages[0].codebook()
+                directions = batch_generator(cfg.training.seed, self.state.epoch, self.state.batch_in_epoch,
+                                             acc.process_index, MATCH_STREAM)
             with frozen(plain_d) if use_d else contextlib.nullcontext():
                 g_loss, g_logs = self.objective.generator_loss(out, fake, real, plain_d if use_d else None,
-                                                               acc.autocast, real_fmaps)
+                                                               acc.autocast, real_fmaps, codebook, directions)
                 acc.backward(g_loss)
             self._loss_ok = ok & torch.isfinite(g_loss)
             logs.update(g_logs)
