@@ -276,3 +276,32 @@ def test_check_reports_graphs_of_another_model(exported):
     assert same["equal_codes"] == same["codes"] and same["snr_db"] > 60
     other = check_export(tiny_codec(seed=7), directory)
     assert other["equal_codes"] < other["codes"] and other["snr_db"] < 40
+
+
+@pytest.mark.parametrize("n_fft,hop", [(160, 40), (150, 40), (40, 40)], ids=["blocks", "transposed-conv", "one-block"])
+def test_graph_istft_overlap_add_equals_the_heads_inverse_stft(tmp_path, n_fft, hop):
+    """Shifted block sums (n_fft a multiple of the hop) and the identity transposed convolution (otherwise)
+    both invert as ``ISTFTHead.istft`` does, for one frame and many, and as an exported graph."""
+    import onnxruntime as ort
+
+    from simvq_audio.modules.vocos import ISTFTHead
+    from simvq_audio.onnx.graphs import GraphISTFT
+
+    head = ISTFTHead(8, n_fft, hop, max_log_magnitude=5.0)
+    graph = GraphISTFT(head)
+    assert graph.blocks == (n_fft // hop if n_fft % hop == 0 else 0)
+    g = torch.Generator().manual_seed(3)
+    for t in (1, 2, 7, 50):
+        spec = torch.complex(torch.randn(2, n_fft // 2 + 1, t, generator=g), torch.randn(2, n_fft // 2 + 1, t, generator=g))
+        reference = head.istft(spec)
+        ours = graph(spec.real, spec.imag)
+        assert ours.shape == reference.shape == (2, t * hop)
+        assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-4), float((ours - reference).abs().max())
+    path = tmp_path / "istft.onnx"
+    torch.onnx.export(graph, (spec.real, spec.imag), str(path), input_names=["re", "im"], output_names=["audio"],
+                      dynamic_axes={"re": {0: "b", 2: "t"}, "im": {0: "b", 2: "t"}, "audio": {0: "b", 1: "n"}},
+                      opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    spec = torch.complex(torch.randn(1, n_fft // 2 + 1, 13, generator=g), torch.randn(1, n_fft // 2 + 1, 13, generator=g))
+    (audio,) = session.run(None, {"re": spec.real.numpy(), "im": spec.imag.numpy()})
+    assert np.allclose(audio, head.istft(spec).numpy(), atol=1e-5, rtol=1e-4)

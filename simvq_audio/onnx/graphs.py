@@ -294,9 +294,13 @@ class GraphISTFT(nn.Module):
     """``ISTFTHead.istft`` of ``modules/vocos.py`` ("same" padding, one item) as an export-friendly module.
 
     The inverse real DFT is two matrix products with constant cosine and sine tables (the window
-    folded in; opset 17 has no inverse FFT), the overlap-add a transposed convolution with an
-    identity kernel, and the window envelope the same overlap-add of the squared window over ``T``
-    frames of ones. ``forward(re [B, F, T], im [B, F, T]) -> audio [B, T * hop]``.
+    folded in; opset 17 has no inverse FFT). The overlap-add: where ``n_fft`` is a multiple of the
+    hop (every built-in decoder), each frame is cut into ``n_fft / hop`` blocks of one hop and block
+    ``k`` of frame ``t`` is added to output block ``t + k`` (shifted sums, no multiplications);
+    otherwise a transposed convolution with an identity kernel (``n_fft^2`` products per frame, a
+    tenth of the decoder's time in ONNX Runtime at n_fft 800). The window envelope is the same
+    overlap-add of the squared window over ``T`` frames of ones.
+    ``forward(re [B, F, T], im [B, F, T]) -> audio [B, T * hop]``.
     """
 
     def __init__(self, head: nn.Module):
@@ -309,12 +313,25 @@ class GraphISTFT(nn.Module):
         window = head.window.double().cpu().numpy()[None, :]
         self.register_buffer("cos", torch.from_numpy(weight * np.cos(angle) * window / n).float(), persistent=False)
         self.register_buffer("sin", torch.from_numpy(-weight * np.sin(angle) * window / n).float(), persistent=False)
-        self.register_buffer("eye", torch.eye(n)[:, None, :], persistent=False)
+        self.blocks = n // hop if n % hop == 0 else 0
+        if not self.blocks:
+            self.register_buffer("eye", torch.eye(n)[:, None, :], persistent=False)
         self.register_buffer("window_sq", head.window.float().square()[None, None, :], persistent=False)
 
+    def overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, T, n_fft]`` windowed frames -> ``[B, (T - 1) * hop + n_fft]``, frame ``t`` at sample ``t * hop``."""
+        if not self.blocks:
+            return F.conv_transpose1d(frames.transpose(1, 2), self.eye, stride=self.hop)[:, 0]
+        m = self.blocks
+        parts = frames.reshape(frames.shape[0], frames.shape[1], m, self.hop)  # [B, T, m, hop]
+        out = F.pad(parts[:, :, 0], (0, 0, 0, m - 1))
+        for k in range(1, m):
+            out = out + F.pad(parts[:, :, k], (0, 0, k, m - 1 - k))
+        return out.reshape(frames.shape[0], -1)
+
     def forward(self, re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
-        frames = (re.transpose(1, 2) @ self.cos + im.transpose(1, 2) @ self.sin).transpose(1, 2)  # [B, n_fft, T]
-        audio = F.conv_transpose1d(frames, self.eye, stride=self.hop)[:, 0]
+        frames = re.transpose(1, 2) @ self.cos + im.transpose(1, 2) @ self.sin  # [B, T, n_fft]
+        audio = self.overlap_add(frames)
         envelope = F.conv_transpose1d(torch.ones_like(re[:, :1]), self.window_sq, stride=self.hop)[:, 0]
         t, pad = re.shape[-1], (self.n_fft - self.hop) // 2
         audio, envelope = audio[:, pad:pad + t * self.hop], envelope[:, pad:pad + t * self.hop]
