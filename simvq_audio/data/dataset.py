@@ -41,6 +41,9 @@ class AudioDataset(Dataset):
         gain_db: ``(low, high)``: each item is scaled by a uniform random gain in that range, dB.
         seed: base seed of all random choices.
         random_crop: random crop start; ``False`` crops from the start of the file (validation).
+        pitch_targets: a ``PitchTargets`` (``data/pitch_targets.py``): each item also carries pYIN's
+            ``"pitch_f0"`` (FloatTensor [ceil(S / hop)], Hz, 0 where unvoiced) and ``"pitch_voiced"``
+            (BoolTensor, same length) at the crop's frames.
 
     Item ``i``: ``{"audio": FloatTensor [C, S], "length": int, "skipped": int}`` where ``S`` =
     ``round(segment_seconds * sample_rate)``, ``length`` counts the valid samples (the rest is zero padding
@@ -60,6 +63,7 @@ class AudioDataset(Dataset):
         gain_db: tuple[float, float] | None = None,
         seed: int = 0,
         random_crop: bool = True,
+        pitch_targets=None,
     ) -> None:
         if len(entries) == 0:
             raise SimVQError("the dataset has no audio files (empty manifest?)")
@@ -82,6 +86,7 @@ class AudioDataset(Dataset):
         self.gain_db = gain_db
         self.seed = int(seed)
         self.random_crop = bool(random_crop)
+        self.pitch_targets = pitch_targets
         self.epoch = 0
         # Per-process caches (each DataLoader worker has its own copy): files known to be unreadable,
         # so they are warned about once and not reopened.
@@ -116,7 +121,8 @@ class AudioDataset(Dataset):
             # failed before or after drawing its own crop (or was already known bad).
             rng = self.rng(index, attempt + 1)
             try:
-                audio, length = self._load(path, rng)
+                audio, length, start = self._load(path, rng)
+                pitch = None if self.pitch_targets is None else self.pitch_targets.crop(path, start, audio.shape[-1])
             except (AudioError, OSError, RuntimeError, ValueError, sf.LibsndfileError) as exc:
                 reason = str(exc).replace("\n", " ")
                 self._bad[path] = reason
@@ -125,7 +131,10 @@ class AudioDataset(Dataset):
                 continue
             if self.gain_db is not None:
                 audio = audio * np.float32(10.0 ** (rng.uniform(*self.gain_db) / 20.0))
-            return {"audio": torch.from_numpy(np.ascontiguousarray(audio)), "length": length, "skipped": skipped}
+            item = {"audio": torch.from_numpy(np.ascontiguousarray(audio)), "length": length, "skipped": skipped}
+            if pitch is not None:
+                item["pitch_f0"], item["pitch_voiced"] = torch.from_numpy(pitch[0]), torch.from_numpy(pitch[1])
+            return item
         raise SimVQError(f"none of the {len(self.paths)} audio files of the dataset can be read (first: {self.paths[0]})")
 
     def _candidates(self, index: int, rng: np.random.Generator):
@@ -137,11 +146,12 @@ class AudioDataset(Dataset):
         for offset in range(1, n):
             yield (index + offset) % n
 
-    def _load(self, path: Path, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        """``(audio [C, S] float32, valid samples)``; raises AudioError/OSError for unusable files."""
+    def _load(self, path: Path, rng: np.random.Generator) -> tuple[np.ndarray, int, float]:
+        """``(audio [C, S] float32, valid samples, start)``: ``start`` is where the crop begins in the file,
+        in samples at ``sample_rate``. Raises AudioError/OSError for unusable files."""
         if self.segment_samples is None:
             audio = load_audio(path, self.sample_rate, self.channels).samples
-            return audio, audio.shape[-1]
+            return audio, audio.shape[-1], 0.0
         if not Path(path).is_file():  # libsndfile would only say "System error"
             raise AudioError(f"{path}: {'is a directory, not an audio file' if Path(path).is_dir() else 'file not found'}")
         with sf.SoundFile(str(path)) as f:
@@ -150,6 +160,7 @@ class AudioDataset(Dataset):
                 raise AudioError(f"{path}: empty audio file (0 samples)")
             # Source frames covering one segment at the target rate.
             need = math.ceil(self.segment_samples * source_rate / self.sample_rate)
+            crop_start = 0.0
             if frames <= need:
                 audio = None  # short file: read it whole below (validated by load_audio)
             else:
@@ -166,19 +177,21 @@ class AudioDataset(Dataset):
                 audio = to_model_format(chunk, source_rate, self.sample_rate, self.channels)
                 offset = round(left * self.sample_rate / source_rate)
                 audio = audio[:, offset : offset + self.segment_samples]
+                crop_start = start * self.sample_rate / source_rate
         if audio is None:
             audio = load_audio(path, self.sample_rate, self.channels).samples[:, : self.segment_samples]
         length = audio.shape[-1]
         if length < self.segment_samples:
             audio = np.pad(audio, ((0, 0), (0, self.segment_samples - length)))
-        return audio.astype(np.float32, copy=False), length
+        return audio.astype(np.float32, copy=False), length, crop_start
 
 
 def collate_audio(items: Sequence[dict]) -> dict:
     """Batch dataset items of possibly different lengths.
 
     Returns ``{"audio": FloatTensor [B, C, S_max] (zero-padded), "lengths": LongTensor [B] (valid samples),
-    "skipped": int (total over the batch)}``.
+    "skipped": int (total over the batch)}``, and ``"pitch_f0"``/``"pitch_voiced"`` ``[B, T_max]`` (unvoiced
+    padding) when the items carry pitch targets.
     """
     if not items:
         raise ValueError("collate_audio needs at least one item")
@@ -188,4 +201,12 @@ def collate_audio(items: Sequence[dict]) -> dict:
     for b, item in enumerate(items):
         audio[b, :, : item["audio"].shape[-1]] = item["audio"]
     lengths = torch.tensor([int(item["length"]) for item in items], dtype=torch.long)
-    return {"audio": audio, "lengths": lengths, "skipped": int(sum(item.get("skipped", 0) for item in items))}
+    batch = {"audio": audio, "lengths": lengths, "skipped": int(sum(item.get("skipped", 0) for item in items))}
+    if "pitch_f0" in items[0]:
+        frames = max(item["pitch_f0"].shape[-1] for item in items)
+        batch["pitch_f0"] = torch.zeros(len(items), frames, dtype=torch.float32)
+        batch["pitch_voiced"] = torch.zeros(len(items), frames, dtype=torch.bool)
+        for b, item in enumerate(items):
+            n = item["pitch_f0"].shape[-1]
+            batch["pitch_f0"][b, :n], batch["pitch_voiced"][b, :n] = item["pitch_f0"], item["pitch_voiced"]
+    return batch

@@ -25,6 +25,7 @@ from .schedule import ScheduleConfig
 
 PRECISIONS = ("no", "bf16", "fp16")
 GAN_KINDS = ("hinge", "lsgan")
+PITCH_TARGETS = ("yin", "pyin")
 RESUME_WORDS = ("auto", "none")
 
 
@@ -35,7 +36,9 @@ class LossConfig:
     ``quantizer`` multiplies ``CodecOutput.quantizer_loss`` (codebook + beta * commitment,
     each a *mean* over latent elements), hence the large default; see docs/training.md.
     ``stft`` adds a multi-resolution STFT loss (0 = off). ``pitch`` weighs the pitch
-    head's loss against YIN's F0 and voicing (``losses/pitch.py``; needs ``model.pitch_head``).
+    head's loss against YIN's F0 and voicing (``losses/pitch.py``; needs ``model.pitch_head``);
+    ``pitch_targets``: ``yin`` (computed on each batch) or ``pyin`` (pYIN's, tracked once per training file
+    into ``data.pitch_cache``: ``data/pitch_targets.py``; the head learns pYIN's voicing recall).
     ``spread`` weighs ``losses/spread.py``: how far the covariance of the quantizer's input is from
     isotropic (0 = off), a push for latents that fill every dimension of the lookup.
     ``match`` weighs ``losses/match.py``: the sliced Wasserstein distance between the quantizer's input
@@ -52,6 +55,7 @@ class LossConfig:
     spread: float = 0.0
     match: float = 0.0
     match_directions: int = 64
+    pitch_targets: str = "yin"
     gan_kind: str = "hinge"
 
     def __post_init__(self) -> None:
@@ -60,6 +64,8 @@ class LossConfig:
         for name in ("mel", "quantizer", "adversarial", "feature_matching", "stft", "pitch", "spread", "match"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss weight {name} must be >= 0")
+        if self.pitch_targets not in PITCH_TARGETS:
+            raise ValueError(f"loss.pitch_targets must be one of {PITCH_TARGETS}, got {self.pitch_targets!r}")
         if self.match_directions < 1:
             raise ValueError(f"loss.match_directions must be >= 1, got {self.match_directions}")
 
@@ -95,6 +101,8 @@ class DataConfig:
     (dB re full scale; boost capped at ``max_boost_db``); ``null`` keeps the recorded levels.
     ``gain_db``: a further random gain range (dB) per crop (``null``: none).
     ``min_duration``: skip shorter files (seconds).
+    ``pitch_cache``: where ``loss.pitch_targets: pyin`` keeps pYIN's tracks (``null``: ``$SIMVQ_AUDIO_CACHE/pitch``
+    or ``~/.cache/simvq-audio/pitch``); shared with ``simvq-audio fit-pitch-head --cache``.
     """
 
     train_manifest: str = ""
@@ -106,6 +114,7 @@ class DataConfig:
     loudness_db: tuple[float, float] | None = (-30.0, -16.0)
     max_boost_db: float = 40.0
     min_duration: float = 0.0
+    pitch_cache: str | None = None
 
     def __post_init__(self) -> None:
         if self.segment_seconds <= 0:
@@ -242,6 +251,7 @@ class TrainConfig:
 PATH_KEYS = (
     "data.train_manifest",
     "data.valid_manifest",
+    "data.pitch_cache",
     "validation.manifest",
     "validation.files",
     "logging.dir",
@@ -351,6 +361,8 @@ def build_config(data: dict, source: str = "config") -> TrainConfig:
         raise ConfigError(f"{source}: data.train_manifest is required")
     if cfg.loss.pitch > 0 and not cfg.model.pitch_head:
         raise ConfigError(f"{source}: loss.pitch > 0 needs model.pitch_head: true")
+    if cfg.loss.pitch_targets == "pyin" and cfg.loss.pitch <= 0:
+        raise ConfigError(f"{source}: loss.pitch_targets=pyin needs loss.pitch > 0")
     return cfg
 
 

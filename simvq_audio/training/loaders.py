@@ -42,8 +42,9 @@ class EpochSampler(Sampler[int]):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
-def build_train_loader(cfg: DataConfig, sample_rate: int, channels: int, seed: int) -> DataLoader:
-    """Loader of ``{"audio": [B, C, S], "lengths": [B], "skipped": int}`` crops (last short batch dropped).
+def build_train_loader(cfg: DataConfig, sample_rate: int, channels: int, seed: int, pitch_targets=None) -> DataLoader:
+    """Loader of ``{"audio": [B, C, S], "lengths": [B], "skipped": int}`` crops (last short batch dropped);
+    with ``pitch_targets`` (a ``PitchTargets``), also pYIN's ``"pitch_f0"`` and ``"pitch_voiced"`` ``[B, T]``.
 
     Call ``set_data_epoch(loader, epoch)`` on this loader before each epoch.
     """
@@ -54,7 +55,7 @@ def build_train_loader(cfg: DataConfig, sample_rate: int, channels: int, seed: i
     # With loudness normalisation on, the trainer applies gain_db after it (see levels.py).
     gain_db = cfg.gain_db if cfg.loudness_db is None else None
     dataset = AudioDataset(entries, sample_rate, cfg.segment_seconds, channels=channels, gain_db=gain_db,
-                           seed=seed, random_crop=True)
+                           seed=seed, random_crop=True, pitch_targets=pitch_targets)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,

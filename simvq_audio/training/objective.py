@@ -22,8 +22,8 @@ from ..losses import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from ..losses.pitch import PitchLoss
 from ..losses.match import match_loss
+from ..losses.pitch import PitchLoss
 from ..losses.spread import spread_loss
 from ..models.codec import CodecOutput
 from .config import LossConfig
@@ -70,6 +70,7 @@ class CodecObjective(nn.Module):
                        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                        real_fmaps: list[list[torch.Tensor]] | None = None,
                        codebook: torch.Tensor | None = None, directions: torch.Generator | None = None,
+                       pitch_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total generator loss and its detached terms.
 
@@ -78,7 +79,8 @@ class CodecObjective(nn.Module):
         fakes when ``real_fmaps`` (the real audio's feature maps under the same weights, as
         ``discriminator_loss`` returns them) is given, else on ``[2B, C, N]`` real + fake.
         ``codebook [K, d]`` (the quantizer's first effective codebook) and ``directions`` (the generator
-        of its random directions) are needed for ``loss.match``.
+        of its random directions) are needed for ``loss.match``. ``pitch_targets``: ``(f0 [B, T] Hz, voiced [B, T])``
+        for the pitch loss (pYIN's, from the batch); ``None``: YIN's of the input, as the codec computed them.
         """
         w = self.cfg
         mel = self.mel(fake, real)
@@ -92,7 +94,8 @@ class CodecObjective(nn.Module):
         if self.pitch is not None:
             if out.pitch is None:
                 raise ValueError("loss.pitch > 0 needs a codec with a pitch head (model.pitch_head: true)")
-            pitch, pitch_logs = self.pitch(out.pitch, real, out.frame_mask, out.input_pitch)
+            targets = out.input_pitch if pitch_targets is None else pitch_targets
+            pitch, pitch_logs = self.pitch(out.pitch, real, out.frame_mask, targets)
             total = total + w.pitch * pitch
             logs.update(pitch_logs)
         if w.spread > 0:

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from ..data.pitch_targets import PitchTargets
 from ..dataclass_dicts import to_dict
 from ..discriminators import build_discriminator
 from ..errors import SimVQError
@@ -115,8 +117,17 @@ class Trainer:
         self.ema = EMA(generator, cfg.training.ema_decay)
         g_opt = make_optimizer([p for p in generator.parameters() if p.requires_grad], cfg.optimizer.generator)
         d_opt = make_optimizer(discriminator.parameters(), cfg.optimizer.discriminator)
+        pitch_targets = None
+        if cfg.loss.pitch > 0 and cfg.loss.pitch_targets == "pyin":
+            pitch_targets = PitchTargets(cfg.data.pitch_cache, cfg.model.sample_rate, cfg.model.seanet.hop_length)
         self._loader = build_train_loader(cfg.data, cfg.model.sample_rate, cfg.model.seanet.channels,
-                                          cfg.training.seed)
+                                          cfg.training.seed, pitch_targets)
+        if pitch_targets is not None:  # pYIN once per file (cached): the main process first, the others read
+            started = time.perf_counter()
+            with acc.main_process_first():
+                pitch_targets.prepare(self._loader.dataset.paths, workers=max(1, cfg.data.num_workers))
+            acc.print(f"pYIN pitch targets of {len(self._loader.dataset.paths)} files in {pitch_targets.cache_dir} "
+                      f"({time.perf_counter() - started:.0f} s)")
         self.generator, self.discriminator, self.g_opt, self.d_opt, self.train_loader = acc.prepare(
             generator, discriminator, g_opt, d_opt, self._loader)
         self.ema.to(acc.device)
@@ -287,8 +298,9 @@ class Trainer:
                 directions = batch_generator(cfg.training.seed, self.state.epoch, self.state.batch_in_epoch,
                                              acc.process_index, MATCH_STREAM)
             with frozen(plain_d) if use_d else contextlib.nullcontext():
+                pitch = (batch["pitch_f0"], batch["pitch_voiced"]) if "pitch_f0" in batch else None
                 g_loss, g_logs = self.objective.generator_loss(out, fake, real, plain_d if use_d else None,
-                                                               acc.autocast, real_fmaps, codebook, directions)
+                                                               acc.autocast, real_fmaps, codebook, directions, pitch)
                 acc.backward(g_loss)
             self._loss_ok = ok & torch.isfinite(g_loss)
             logs.update(g_logs)
