@@ -145,3 +145,17 @@ def test_trainer_prepares_the_targets_and_the_loss_uses_them(tmp_path):
     run(tmp_path / "planted", *common, "loss.pitch_targets=pyin", f"data.pitch_cache={cache}")
     shares = [r["pitch/voiced_share"] for r in metrics(tmp_path / "planted") if "pitch/voiced_share" in r]
     assert shares and max(shares) == 0.0
+
+
+def test_prepare_names_unreadable_files_and_tracks_the_rest(tmp_path, caplog):
+    good, bad = tmp_path / "good.wav", tmp_path / "bad.wav"
+    sf.write(good, glide(SR, 0.5), SR)
+    bad.write_bytes(b"not audio at all")
+    targets = PitchTargets(tmp_path / "cache", SR, HOP)
+    with caplog.at_level("WARNING"):
+        assert targets.prepare([good, bad], workers=2) == 1
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    lines = [r.getMessage() for r in caplog.records if "no pitch targets" in r.getMessage()]
+    assert len(lines) == 1 and str(bad) in lines[0] and "\n" not in lines[0]
+    f0, voiced = targets.crop(good, 0.0, SR // 2)
+    assert voiced[3:-3].all() and f0.shape == (SR // 2 // HOP,)

@@ -16,6 +16,7 @@ log frequency, otherwise the nearer frame gives voicing and F0. Frames past the 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SimVQError
+
+logger = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -76,10 +79,15 @@ class PitchTargets:
         self._tracks: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
 
     def prepare(self, paths: Sequence[str | os.PathLike], workers: int = 1,
-                progress: Callable[[int, int], None] | None = None) -> None:
+                progress: Callable[[int, int], None] | None = None) -> int:
+        """Track every file not yet in the cache; returns how many could not be read (each is logged
+        once as a warning; the dataset skips them as it skips any unreadable file)."""
         from ..training.pitch_fit import compute_targets
 
-        compute_targets(paths, self.sample_rate, self.hop_length, self.cache_dir, workers, progress)
+        failed = []
+        compute_targets(paths, self.sample_rate, self.hop_length, self.cache_dir, workers, progress,
+                        on_error=lambda line: (failed.append(line), logger.warning("no pitch targets: %s", line)))
+        return len(failed)
 
     def track(self, path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         from ..training.pitch_fit import TargetCache, _targets_of

@@ -128,6 +128,17 @@ def _targets_of(job: tuple[str, int, int, str | None]) -> tuple[np.ndarray, np.n
     return f0, voiced
 
 
+def _targets_or_error(job: tuple[str, int, int, str | None]) -> tuple[np.ndarray, np.ndarray] | str:
+    """``_targets_of``, or the reason the file could not be tracked (an unreadable or empty file)."""
+    from ..errors import AudioError
+
+    try:
+        return _targets_of(job)
+    except (AudioError, OSError, RuntimeError, ValueError) as exc:
+        reason = str(exc).replace("\n", " ")
+        return reason if job[0] in reason else f"{job[0]}: {reason}"
+
+
 def _worker_init() -> None:
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -135,23 +146,34 @@ def _worker_init() -> None:
 
 def compute_targets(paths: Sequence[str | os.PathLike], sample_rate: int, hop_length: int,
                     cache_dir: str | os.PathLike | None = None, workers: int = 1,
-                    progress: Callable[[int, int], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """pYIN targets of ``paths`` (``pyin_targets``), in order; ``workers`` > 1 runs them in processes."""
+                    progress: Callable[[int, int], None] | None = None,
+                    on_error: Callable[[str], None] | None = None) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """pYIN targets of ``paths`` (``pyin_targets``), in order; ``workers`` > 1 runs them in processes.
+
+    A file that cannot be read raises, unless ``on_error`` is given: it is then called with a line naming
+    the file and the problem, and the file's entry is ``None``.
+    """
     jobs = [(str(p), sample_rate, hop_length, None if cache_dir is None else str(cache_dir)) for p in paths]
+    work = _targets_of if on_error is None else _targets_or_error
     out = []
+
+    def take(i: int, result) -> None:
+        if isinstance(result, str):
+            on_error(result)
+            result = None
+        out.append(result)
+        if progress:
+            progress(i + 1, len(jobs))
+
     if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
-            out.append(_targets_of(job))
-            if progress:
-                progress(i + 1, len(jobs))
+            take(i, work(job))
         return out
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_worker_init) as pool:
-        for i, result in enumerate(pool.imap(_targets_of, jobs, chunksize=1)):
-            out.append(result)
-            if progress:
-                progress(i + 1, len(jobs))
+        for i, result in enumerate(pool.imap(work, jobs, chunksize=1)):
+            take(i, result)
     return out
 
 
