@@ -119,8 +119,9 @@ def test_trainer_prepares_the_targets_and_the_loss_uses_them(tmp_path):
     """The trainer tracks every training file once into data.pitch_cache, and the pitch loss reads the
     batch's targets from there: cache entries planted as all-unvoiced make the voiced share 0, where
     YIN (the default) hears the tones."""
-    from simvq_audio.training.pitch_fit import TargetCache, pyin_targets
     from test_training import metrics, run
+
+    from simvq_audio.training.pitch_fit import TargetCache, pyin_targets
 
     lines = []
     for i, (lo, hi) in enumerate([(110, 220), (150, 300), (200, 260), (90, 180)]):
