@@ -40,3 +40,20 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def tiny_codec_forward(seed: int):
+    """``(codec, real, out)``: a tiny training-mode codec (8-d latent, 4-d lookup, 32 codes, 100 frames) seeded
+    with ``seed``, 0.1 s of noise and its forward output, for tests of losses on the latents."""
+    import torch
+
+    from simvq_audio.models import CodecConfig, SimVQCodec
+    from simvq_audio.modules import SEANetConfig
+    from simvq_audio.quantization import QuantizerConfig
+
+    torch.manual_seed(seed)
+    codec = SimVQCodec(CodecConfig(sample_rate=16000, seanet=SEANetConfig(n_filters=4, ratios=(4, 4), dimension=8,
+                                                                          lstm=0),
+                                   quantizer=QuantizerConfig(codebook_size=32, dim=4))).train()
+    real = torch.randn(2, 1, 1600) * 0.1
+    return codec, real, codec(real)

@@ -3,11 +3,9 @@ masking, where its gradient goes, and that descending it spreads clustered laten
 
 import pytest
 import torch
+from conftest import tiny_codec_forward
 
 from simvq_audio.losses.match import match_loss
-from simvq_audio.models import CodecConfig, SimVQCodec
-from simvq_audio.modules import SEANetConfig
-from simvq_audio.quantization import QuantizerConfig
 from simvq_audio.training.config import LossConfig
 from simvq_audio.training.objective import CodecObjective
 
@@ -89,12 +87,7 @@ def test_descending_it_spreads_clustered_latents_over_the_codes():
 
 
 def test_objective_adds_the_term_only_when_weighted():
-    torch.manual_seed(5)
-    codec = SimVQCodec(CodecConfig(sample_rate=16000, seanet=SEANetConfig(n_filters=4, ratios=(4, 4), dimension=8,
-                                                                          lstm=0),
-                                   quantizer=QuantizerConfig(codebook_size=32, dim=4))).train()
-    real = torch.randn(2, 1, 1600) * 0.1
-    out = codec(real)
+    codec, real, out = tiny_codec_forward(5)
     codebook = codec.quantizer.stages[0].codebook()
     off, logs_off = CodecObjective(LossConfig(), 16000).generator_loss(out, out.audio, real)
     on, logs_on = CodecObjective(LossConfig(match=2.0), 16000).generator_loss(

@@ -2,11 +2,9 @@
 
 import pytest
 import torch
+from conftest import tiny_codec_forward
 
 from simvq_audio.losses.spread import spread_loss
-from simvq_audio.models import CodecConfig, SimVQCodec
-from simvq_audio.modules import SEANetConfig
-from simvq_audio.quantization import QuantizerConfig
 from simvq_audio.training.config import LossConfig
 from simvq_audio.training.objective import CodecObjective
 
@@ -57,12 +55,7 @@ def test_descending_it_spreads_latents_from_a_line_to_the_whole_space():
 
 
 def test_objective_adds_the_term_only_when_weighted():
-    torch.manual_seed(3)
-    codec = SimVQCodec(CodecConfig(sample_rate=16000, seanet=SEANetConfig(n_filters=4, ratios=(4, 4), dimension=8,
-                                                                          lstm=0),
-                                   quantizer=QuantizerConfig(codebook_size=32, dim=4))).train()
-    real = torch.randn(2, 1, 1600) * 0.1
-    out = codec(real)
+    codec, real, out = tiny_codec_forward(3)
     assert out.latents.shape == (2, 4, 100) and out.latents.requires_grad
     off, logs_off = CodecObjective(LossConfig(), 16000).generator_loss(out, out.audio, real)
     on, logs_on = CodecObjective(LossConfig(spread=2.0), 16000).generator_loss(out, out.audio, real)
