@@ -90,14 +90,12 @@ class PitchTargets:
         return len(failed)
 
     def track(self, path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-        from ..training.pitch_fit import TargetCache, _targets_of
+        from ..training.pitch_fit import compute_targets
 
         path = Path(path)
-        if path not in self._tracks:
-            hit = TargetCache(self.cache_dir).get(path, self.sample_rate, self.hop_length)
-            if hit is None:  # not prepared (or changed since): track it now
-                hit = _targets_of((str(path), self.sample_rate, self.hop_length, str(self.cache_dir)))
-            self._tracks[path] = (np.asarray(hit[0], np.float32), np.asarray(hit[1], bool))
+        if path not in self._tracks:  # a cache hit, or (not prepared, or changed since) tracked now and cached
+            f0, voiced = compute_targets([path], self.sample_rate, self.hop_length, self.cache_dir)[0]
+            self._tracks[path] = (np.asarray(f0, np.float32), np.asarray(voiced, bool))
         return self._tracks[path]
 
     def crop(self, path: str | os.PathLike, start: float, samples: int) -> tuple[np.ndarray, np.ndarray]:
