@@ -81,6 +81,23 @@ def test_decode_encode_equals_forward(kind, train):
     torch.testing.assert_close(out.quantized, decoded, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("frames", [12, 2 * K])  # fewer codes than frames: SimVQ projects W C with its graph
+def test_output_carries_the_codebook_the_search_used(kind, frames):
+    q = make(kind).train()
+    first = q.stages[0] if isinstance(q, ResidualQuantizer) else q
+    before = first.codebook().clone()
+    z = latents(b=2, t=frames // 2)
+    out = q(z)
+    assert out.codebook.shape == (K, D) and not out.codebook.requires_grad
+    torch.testing.assert_close(out.codebook, first.codebook(), rtol=0, atol=0)  # an EMA one after its update
+    if "ema" not in kind:  # a gradient codebook is the one searched: each code is its nearest vector
+        assert torch.equal(out.codebook, before)
+        flat = z.transpose(1, 2).reshape(-1, D)
+        codes = out.codes if out.codes.dim() == 2 else out.codes[:, 0]
+        assert torch.equal(codes.reshape(-1), brute_force(flat, out.codebook))
+
+
 @pytest.mark.parametrize("cls", [SimVQ, VectorQuantizer, EMAVectorQuantizer])
 @pytest.mark.parametrize("train", [True, False])
 def test_l2_norm_searches_by_cosine_and_outputs_unit_vectors(cls, train):

@@ -101,6 +101,8 @@ class CodecOutput:
             (pitch features or harmonics), so the pitch loss need not run YIN again.
         latents: ``[B, d, T]`` the quantizer's input (the lookup space), with its gradient, for losses
             on how the latents fill that space (``loss.spread``).
+        codebook: ``[K, d]`` the first codebook as the quantizer's search saw it, without gradient
+            (``QuantizerOutput.codebook``), for ``loss.match``.
     """
 
     audio: torch.Tensor
@@ -113,6 +115,7 @@ class CodecOutput:
     pitch: torch.Tensor | None = None
     input_pitch: tuple[torch.Tensor, torch.Tensor] | None = None
     latents: torch.Tensor | None = None
+    codebook: torch.Tensor | None = None
 
 
 class SimVQCodec(nn.Module):
@@ -321,6 +324,7 @@ class SimVQCodec(nn.Module):
             pitch=head,
             input_pitch=pitch,
             latents=z,
+            codebook=q.codebook,
         )
 
     @torch.no_grad()

@@ -22,6 +22,9 @@ class QuantizerOutput:
         commitment_loss: scalar, mean of ``||z - sg(q)||^2`` (unweighted; see ``loss`` for beta).
         loss: scalar, ``codebook_loss + beta * commitment_loss``.
         metrics: detached scalars: ``perplexity``, ``usage`` (fraction of the codebook used in the batch).
+        codebook: ``[K, d]`` the codebook as the search saw it, without gradient (before the sphere of
+            ``l2_norm``; an EMA codebook after this pass's update). A residual quantizer gives its first
+            stage's. Losses on the codebook read it here instead of projecting SimVQ's ``W C`` again.
     """
 
     quantized: torch.Tensor
@@ -30,6 +33,7 @@ class QuantizerOutput:
     commitment_loss: torch.Tensor
     loss: torch.Tensor
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    codebook: torch.Tensor | None = None
 
 
 def code_metrics(codes: torch.Tensor, codebook_size: int) -> dict[str, torch.Tensor]:
@@ -139,8 +143,8 @@ class CodebookQuantizer(nn.Module):
     def _sphere(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         return F.normalize(x, dim=dim) if self.l2_norm else x
 
-    def _search_codebook(self) -> torch.Tensor:
-        return self._sphere(self.codebook(), -1)
+    def _search_codebook(self, codebook: torch.Tensor | None = None) -> torch.Tensor:
+        return self._sphere(self.codebook() if codebook is None else codebook, -1)
 
     def _vectors(self, codes: torch.Tensor) -> torch.Tensor:
         """The differentiable code vectors ``[..., d]`` the output uses (on the sphere with ``l2_norm``)."""
@@ -178,7 +182,8 @@ class CodebookQuantizer(nn.Module):
         mask = check_mask(mask, b, t)
         if self.training and not bool(self.initialized):
             self._data_init(flat if mask is None else flat[mask.reshape(-1)])
-        codes_flat = nearest_codes(flat, self._search_codebook(), self.max_block_elements)
+        codebook = self.codebook().detach()
+        codes_flat = nearest_codes(flat, self._search_codebook(codebook), self.max_block_elements)
         codes = codes_flat.view(b, t)
         # Look up before any EMA update so the output uses the codebook the search saw
         # (then forward agrees with decode(encode(z)) taken just before it).
@@ -201,4 +206,5 @@ class CodebookQuantizer(nn.Module):
             commitment_loss=commitment_loss,
             loss=codebook_loss + self.beta * commitment_loss,
             metrics=metrics,
+            codebook=codebook,
         )

@@ -67,7 +67,7 @@ class ResidualQuantizer(nn.Module):
             active = torch.where(drop, sampled, active)
         residual = z
         quantized = torch.zeros_like(z)
-        codes, cb_losses, cm_losses, losses = [], [], [], []
+        codes, cb_losses, cm_losses, losses, codebooks = [], [], [], [], []
         metrics: dict[str, torch.Tensor] = {}
         for i, stage in enumerate(self.stages[:n]):
             on = active > i
@@ -83,6 +83,7 @@ class ResidualQuantizer(nn.Module):
             cb_losses.append(out.codebook_loss)
             cm_losses.append(out.commitment_loss)
             losses.append(out.loss)
+            codebooks.append(out.codebook)
             for key, value in out.metrics.items():
                 metrics[f"{key}" if self.n_q == 1 else f"{key}/q{i}"] = value
         # One straight-through estimator for the sum: with one per stage the gradient to z
@@ -95,6 +96,7 @@ class ResidualQuantizer(nn.Module):
             commitment_loss=torch.stack(cm_losses).mean(),
             loss=torch.stack(losses).mean(),
             metrics=metrics,
+            codebook=codebooks[0],
         )
 
     @torch.no_grad()

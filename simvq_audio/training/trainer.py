@@ -294,7 +294,7 @@ class Trainer:
             plain_d = acc.unwrap_model(self.discriminator)
             codebook = directions = None
             if cfg.loss.match > 0:
-                codebook = self.unwrapped_generator.quantizer.stages[0].codebook()
+                codebook = out.codebook  # W C as the quantizer's search projected it this step
                 directions = batch_generator(cfg.training.seed, self.state.epoch, self.state.batch_in_epoch,
                                              acc.process_index, MATCH_STREAM)
             with frozen(plain_d) if use_d else contextlib.nullcontext():
