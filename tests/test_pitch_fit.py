@@ -53,6 +53,19 @@ def test_target_cache_round_trips_and_misses_when_the_file_changes(tmp_path):
     hit = cache.get(audio, SR, HOP)
     assert hit is not None and np.array_equal(hit[0], f0) and np.array_equal(hit[1], voiced)
     assert cache.get(audio, SR, 160) is None  # another hop is another entry
+    copy = tmp_path / "copy" / "b.wav"  # the same audio elsewhere, with another mtime: the content decides
+    copy.parent.mkdir()
+    copy.write_bytes(audio.read_bytes())
+    os.utime(audio, ns=(2, 2))
+    memos = tmp_path / "cache" / "digests"
+    before = set(memos.glob("*.txt"))
+    for same in (audio, copy):
+        hit = cache.get(same, SR, HOP)
+        assert hit is not None and np.array_equal(hit[0], f0)
+    assert len(before) == 1 and len(set(memos.glob("*.txt")) - before) == 2  # one per (path, size, mtime)
+    for memo in set(memos.glob("*.txt")) - before:  # unchanged files are not read again: the memo decides
+        memo.write_text("f" * 40 + "\n")
+    assert cache.get(audio, SR, HOP) is None and cache.get(copy, SR, HOP) is None
     sf.write(audio, tone(200.0, 0.5), SR)  # rewritten: size and mtime change
     os.utime(audio, ns=(1, 1))
     assert cache.get(audio, SR, HOP) is None

@@ -82,17 +82,43 @@ def pyin_targets(samples: np.ndarray, sample_rate: int, hop_length: int) -> tupl
 
 
 class TargetCache:
-    """pYIN targets on disk, one ``.npz`` per (file, its size and mtime, rate, hop, tracker settings)."""
+    """pYIN targets on disk, one ``.npz`` per (file's content, rate, hop, tracker settings).
+
+    Entries are keyed by a digest of the file's bytes, so a copied, re-downloaded or touched file
+    (new path or mtime, same audio) still hits and a rewritten one misses. The digest of each
+    (path, size, mtime) is remembered in ``digests/``, so an unchanged file is not read again.
+    """
 
     def __init__(self, directory: str | os.PathLike | None):
         self.directory = None if directory is None else Path(directory)
 
+    def _digest(self, path: Path) -> str:
+        st = path.stat()
+        memo = self.directory / "digests" / (
+            hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20] + ".txt")
+        try:
+            digest = memo.read_text().strip()
+            if len(digest) == 40:
+                return digest
+        except OSError:
+            pass
+        h = hashlib.sha1()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(memo) as tmp:
+                Path(tmp).write_text(digest + "\n")
+        except OSError:
+            pass  # a read-only cache still serves its entries
+        return digest
+
     def _file(self, path: Path, sample_rate: int, hop_length: int) -> Path | None:
         if self.directory is None:
             return None
-        st = path.stat()
-        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sample_rate}|{hop_length}|" \
-              f"{PITCH_FMIN}|{PITCH_FMAX}|{TARGET_VERSION}"
+        key = f"{self._digest(path)}|{sample_rate}|{hop_length}|{PITCH_FMIN}|{PITCH_FMAX}|{TARGET_VERSION}"
         return self.directory / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
 
     def get(self, path: Path, sample_rate: int, hop_length: int) -> tuple[np.ndarray, np.ndarray] | None:
