@@ -123,10 +123,12 @@ def dev_usage(model, data: Path, n_files: int, max_seconds: float) -> dict:
 
 
 def run_one(work: Path, kind: str, size: int, arm: str, steps: int, data: Path, dev_files: int,
-            dev_seconds: float) -> dict:
-    run_dir = work / f"{kind}-{size}-{arm}"
+            dev_seconds: float, seed: int = 0) -> dict:
+    run_dir = work / f"{kind}-{size}-{arm}" if seed == 0 else work / f"{kind}-{size}-{arm}-seed{seed}"
+    # The seed draws the codec's initial weights, the crops and SimVQ's frozen codebook C.
     overrides = [f"model.quantizer.kind={kind}", f"model.quantizer.codebook_size={size}",
-                 f"training.max_steps={steps}", "logging.every=50", *ARMS[arm]]
+                 f"training.max_steps={steps}", "logging.every=50", f"training.seed={seed}",
+                 f"model.quantizer.seed={seed}", *ARMS[arm]]
     t0 = time.perf_counter()
     trainer = build(run_dir, overrides, data)
     try:
@@ -139,7 +141,8 @@ def run_one(work: Path, kind: str, size: int, arm: str, steps: int, data: Path, 
         train_rows = [r for r in rows if "loss/mel" in r]
         tail = [r["loss/mel"] for r in train_rows if r["step"] > steps - 100] or [train_rows[-1]["loss/mel"]]
         curve = [(r["step"], r["codebook/utilization"], r["codebook/uniform_ceiling"]) for r in train_rows]
-        result = {"kind": kind, "K": size, "arm": arm, "dim": model.quantizer.stages[0].dim, "steps": steps,
+        result = {"kind": kind, "K": size, "arm": arm if seed == 0 else f"{arm}, seed {seed}", "seed": seed,
+                  "dim": model.quantizer.stages[0].dim, "steps": steps,
                   **{f"window_{k}": v for k, v in window.items()},
                   "train_mel": float(sum(tail) / len(tail)), "collapsed": window["used"] < 0.01, "curve": curve}
         result.update(dev_usage(model, data, dev_files, dev_seconds))
@@ -170,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-files", type=int, default=40)
     parser.add_argument("--dev-seconds", type=float, default=6.0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="seeds of the codec's weights, crops and codebook; each arm runs once per seed (default 0)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/simvq-bench-codebook-usage"))
     parser.add_argument("--json", type=Path, help="write every run's figures and curve here (updated after each run)")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
@@ -183,11 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         for arm in args.arms:
             for kind in args.kinds:
-                r = run_one(args.work, kind, size, arm, args.steps, args.data, args.dev_files, args.dev_seconds)
-                results.append(r)
-                print(table([r]).splitlines()[-1], f"{r['seconds']:.0f} s", flush=True)
-                if args.json:
-                    args.json.write_text(json.dumps(results, indent=1))
+                for seed in args.seeds:
+                    r = run_one(args.work, kind, size, arm, args.steps, args.data, args.dev_files, args.dev_seconds,
+                                seed)
+                    results.append(r)
+                    print(table([r]).splitlines()[-1], f"{r['seconds']:.0f} s", flush=True)
+                    if args.json:
+                        args.json.write_text(json.dumps(results, indent=1))
     head = (f"## Codebook usage in the codec ({started.date()})\n\n{machine('cpu')}. recipes/tiny codec, "
             f"{args.steps} steps of 8 x 0.5 s (400 frames), reconstruction only; the window is the trainer's last "
             f"3 K training frames; dev: {args.dev_files} files x <= {args.dev_seconds:g} s. One factor changed at a "
