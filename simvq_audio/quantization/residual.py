@@ -67,7 +67,8 @@ class ResidualQuantizer(nn.Module):
             active = torch.where(drop, sampled, active)
         residual = z
         quantized = torch.zeros_like(z)
-        codes, cb_losses, cm_losses, losses, codebooks = [], [], [], [], []
+        codes, cb_losses, cm_losses, losses = [], [], [], []
+        codebook = None  # the first stage's
         metrics: dict[str, torch.Tensor] = {}
         for i, stage in enumerate(self.stages[:n]):
             on = active > i
@@ -83,7 +84,8 @@ class ResidualQuantizer(nn.Module):
             cb_losses.append(out.codebook_loss)
             cm_losses.append(out.commitment_loss)
             losses.append(out.loss)
-            codebooks.append(out.codebook)
+            if i == 0:
+                codebook = out.codebook
             for key, value in out.metrics.items():
                 metrics[f"{key}" if self.n_q == 1 else f"{key}/q{i}"] = value
         # One straight-through estimator for the sum: with one per stage the gradient to z
@@ -96,7 +98,7 @@ class ResidualQuantizer(nn.Module):
             commitment_loss=torch.stack(cm_losses).mean(),
             loss=torch.stack(losses).mean(),
             metrics=metrics,
-            codebook=codebooks[0],
+            codebook=codebook,
         )
 
     @torch.no_grad()

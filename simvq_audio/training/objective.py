@@ -69,7 +69,7 @@ class CodecObjective(nn.Module):
                        discriminator: Discriminator | None = None,
                        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                        real_fmaps: list[list[torch.Tensor]] | None = None,
-                       codebook: torch.Tensor | None = None, directions: torch.Generator | None = None,
+                       directions: torch.Generator | None = None,
                        pitch_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total generator loss and its detached terms.
@@ -78,8 +78,8 @@ class CodecObjective(nn.Module):
         ``discriminator``: called with its parameters frozen by the caller, on ``[B, C, N]``
         fakes when ``real_fmaps`` (the real audio's feature maps under the same weights, as
         ``discriminator_loss`` returns them) is given, else on ``[2B, C, N]`` real + fake.
-        ``codebook [K, d]`` (the quantizer's first effective codebook) and ``directions`` (the generator
-        of its random directions) are needed for ``loss.match``. ``pitch_targets``: ``(f0 [B, T] Hz, voiced [B, T])``
+        ``loss.match`` reads the latents and the first codebook off ``out``; ``directions`` is the generator
+        of its random directions. ``pitch_targets``: ``(f0 [B, T] Hz, voiced [B, T])``
         for the pitch loss (pYIN's, from the batch); ``None``: YIN's of the input, as the codec computed them.
         """
         w = self.cfg
@@ -105,9 +105,9 @@ class CodecObjective(nn.Module):
             total = total + w.spread * spread
             logs["loss/spread"] = spread
         if w.match > 0:
-            if out.latents is None or codebook is None:
-                raise ValueError("loss.match needs the quantizer's input (CodecOutput.latents) and its codebook")
-            match = match_loss(out.latents, codebook, out.frame_mask, w.match_directions, directions)
+            if out.latents is None or out.codebook is None:
+                raise ValueError("loss.match needs the quantizer's input and codebook (CodecOutput.latents, .codebook)")
+            match = match_loss(out.latents, out.codebook, out.frame_mask, w.match_directions, directions)
             total = total + w.match * match
             logs["loss/match"] = match
         if discriminator is not None:

@@ -110,7 +110,7 @@ class TargetCache:
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(memo) as tmp:
-                Path(tmp).write_text(digest + "\n")
+                tmp.write_text(digest + "\n")
         except OSError:
             pass  # a read-only cache still serves its entries
         return digest

@@ -292,15 +292,14 @@ class Trainer:
             # The generator's pass goes through the unwrapped D with frozen parameters: its
             # gradient reaches the generator only, and DDP's hooks on D are not triggered.
             plain_d = acc.unwrap_model(self.discriminator)
-            codebook = directions = None
-            if cfg.loss.match > 0:
-                codebook = out.codebook  # W C as the quantizer's search projected it this step
+            directions = None
+            if cfg.loss.match > 0:  # the codebook is out.codebook: W C as the quantizer's search projected it
                 directions = batch_generator(cfg.training.seed, self.state.epoch, self.state.batch_in_epoch,
                                              acc.process_index, MATCH_STREAM)
             with frozen(plain_d) if use_d else contextlib.nullcontext():
                 pitch = (batch["pitch_f0"], batch["pitch_voiced"]) if "pitch_f0" in batch else None
                 g_loss, g_logs = self.objective.generator_loss(out, fake, real, plain_d if use_d else None,
-                                                               acc.autocast, real_fmaps, codebook, directions, pitch)
+                                                               acc.autocast, real_fmaps, directions, pitch)
                 acc.backward(g_loss)
             self._loss_ok = ok & torch.isfinite(g_loss)
             logs.update(g_logs)
