@@ -7,7 +7,8 @@ factor is changed at a time from the base (the project's defaults):
 
     base      SimVQ, 8-d lookup, data-dependent init, AdamW 5e-4 betas (0.8, 0.99), beta 0.25,
               quantizer loss weight 1000, Euclidean search
-    dim32 / dim64 / dim128      lookup dimension (64 = the latent size)
+    dim4 / dim32 / dim64 / dim128      lookup dimension (64 = the latent size; 4: about the 1-3 dimensions
+              the 8-d lookup's latents use)
     paper-opt Adam at 1e-4, betas (0.5, 0.9) (the SimVQ paper's audio setting)
     paper-init no data-dependent init: the codebook starts from its own Gaussian
     cosine    l2-normalised (cosine) search
@@ -15,8 +16,12 @@ factor is changed at a time from the base (the project's defaults):
     qloss1    quantizer loss weight 1 instead of 1000
     spread01 / spread / spread10   loss.spread at 0.1 / 1 / 10: the latents' covariance pushed towards isotropic
               (losses/spread.py), against the one dominant direction every other arm's latents have
-    match01 / match / match10      loss.match at 0.1 / 1 / 10: the sliced Wasserstein distance from the
-              latents to the codebook (losses/match.py): their whole distribution, not only its covariance
+    match01 / match / match10 / match30 / match100      loss.match at 0.1 / 1 / 10 / 30 / 100: the sliced
+              Wasserstein distance from the latents to the codebook (losses/match.py): their whole
+              distribution, not only its covariance
+    match-dim32 / match10-dim4 / match-dim4      the term with another lookup dimension
+    boost6 / match-boost6      crops boosted by at most 6 dB (data.max_boost_db; default 40) on their way to
+              the random training level: near-silent crops stay quiet, as they are when a file is encoded
 
 each at every ``--sizes`` (default K = 8,192 and 65,536) and for every ``--kinds`` (SimVQ and
 plain VQ at the same settings). Per run: codes used over the trainer's last window of 3 K
@@ -48,6 +53,7 @@ CONFIG = REPO / "recipes" / "tiny" / "config.yaml"
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 ARMS: dict[str, list[str]] = {
     "base": [],
+    "dim4": ["model.quantizer.dim=4"],
     "dim32": ["model.quantizer.dim=32"],
     "dim64": ["model.quantizer.dim=64"],
     "dim128": ["model.quantizer.dim=128"],
@@ -63,7 +69,13 @@ ARMS: dict[str, list[str]] = {
     "match01": ["loss.match=0.1"],
     "match": ["loss.match=1.0"],
     "match10": ["loss.match=10.0"],
+    "match30": ["loss.match=30.0"],
+    "match100": ["loss.match=100.0"],
     "match-dim32": ["loss.match=1.0", "model.quantizer.dim=32"],
+    "match-dim4": ["loss.match=1.0", "model.quantizer.dim=4"],
+    "match10-dim4": ["loss.match=10.0", "model.quantizer.dim=4"],
+    "boost6": ["data.max_boost_db=6"],
+    "match-boost6": ["loss.match=1.0", "data.max_boost_db=6"],
     # The best single factors together: the spread term at 0.1, a 32-d lookup and the paper's optimiser.
     "combo": ["loss.spread=0.1", "model.quantizer.dim=32", "optimizer.generator.lr=0.0001",
               "optimizer.generator.betas=[0.5,0.9]"],
