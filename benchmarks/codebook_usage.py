@@ -20,7 +20,7 @@ factor is changed at a time from the base (the project's defaults):
               Wasserstein distance from the latents to the codebook (losses/match.py): their whole
               distribution, not only its covariance
     match-dim32 / match10-dim4 / match-dim4      the term with another lookup dimension
-    boost6 / match-boost6      crops boosted by at most 6 dB (data.max_boost_db; default 40) on their way to
+    boost6 / match-boost6 / match10-boost6      crops boosted by at most 6 dB (data.max_boost_db; default 40) on their way to
               the random training level: near-silent crops stay quiet, as they are when a file is encoded
 
 each at every ``--sizes`` (default K = 8,192 and 65,536) and for every ``--kinds`` (SimVQ and
@@ -76,6 +76,7 @@ ARMS: dict[str, list[str]] = {
     "match10-dim4": ["loss.match=10.0", "model.quantizer.dim=4"],
     "boost6": ["data.max_boost_db=6"],
     "match-boost6": ["loss.match=1.0", "data.max_boost_db=6"],
+    "match10-boost6": ["loss.match=10.0", "data.max_boost_db=6"],
     # The best single factors together: the spread term at 0.1, a 32-d lookup and the paper's optimiser.
     "combo": ["loss.spread=0.1", "model.quantizer.dim=32", "optimizer.generator.lr=0.0001",
               "optimizer.generator.betas=[0.5,0.9]"],
