@@ -39,24 +39,28 @@ from usage_ceiling import DEFAULT_DATA, latents, manifest_files  # noqa: E402
 
 def used_curve(codes: np.ndarray, k: int, points: list[int]) -> list[tuple[int, float, float]]:
     """``(N, share of the K codes used by codes[:N], uniform ceiling for N)`` for each N in ``points``."""
+    from simvq_audio.quantization.tracker import uniform_ceiling
+
     first = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(codes)))  # the frame at which each code is first used
     first.sort()
     out = []
     for n in points:
         used = int(np.searchsorted(first, n, side="left"))  # codes first used before frame n
-        out.append((n, used / k, 1.0 - (1.0 - 1.0 / k) ** n))
+        out.append((n, used / k, uniform_ceiling(n, k)))
     return out
 
 
 def spread(codes: np.ndarray, k: int) -> dict[str, float]:
     """How the frames spread over the codes: unused, rare (1-2 frames), the top 1% and 10% codes' share."""
+    from simvq_audio.evaluation.evaluate import codebook_stats
+
     counts = np.sort(np.bincount(codes, minlength=k))[::-1]
     total = counts.sum()
-    probs = counts[counts > 0] / total
-    return {"unused": int((counts == 0).sum()), "rare": int(((counts > 0) & (counts <= 2)).sum()),
+    stats = codebook_stats(counts[None])
+    return {"unused": stats["dead_codes"], "rare": int(((counts > 0) & (counts <= 2)).sum()),
             "top1": float(counts[: max(1, k // 100)].sum() / total), "top10": float(counts[: max(1, k // 10)].sum() / total),
-            "perplexity": float(np.exp(-(probs * np.log(probs)).sum()))}
+            "perplexity": stats["perplexity"]}
 
 
 @torch.no_grad()
@@ -82,12 +86,9 @@ def crop_latents(codec, files: list[Path], seconds: float, loudness: tuple[float
             low, high = loudness
             target = low + (high - low) * torch.rand(x.shape[0], generator=g, dtype=torch.float64)
             x = set_levels(x, torch.full((x.shape[0],), size), target.float())
-        out.append(codec._latents(x, None).transpose(1, 2).reshape(-1, codebook_dim(codec)).double())
+        z = codec._latents(x, None)  # [B, d, T]
+        out.append(z.transpose(1, 2).reshape(-1, z.shape[1]).double())
     return torch.cat(out)
-
-
-def codebook_dim(codec) -> int:
-    return codec.quantizer.stages[0].codebook().shape[1]
 
 
 def nearest(points: torch.Tensor, codebook: torch.Tensor) -> np.ndarray:
@@ -131,7 +132,7 @@ def main() -> int:
             torch.linalg.cholesky(torch.cov(points.T)).T
         real, fake = nearest(points, codebook), nearest(gauss, codebook)
         grid = sorted({m for m in (k // 4, k // 2, k, 2 * k, 3 * k, 5 * k, 10 * k, 20 * k, 50 * k) if m < n} | {n})
-        curve = list(zip(used_curve(real, k, grid), used_curve(fake, k, grid)))
+        curve = list(zip(used_curve(real, k, grid), used_curve(fake, k, grid), strict=True))
         s_real, s_fake = spread(real, k), spread(fake, k)
         print(f"{split}: {n:,} frames = {n / k:.1f} K")
         for (m, u, c), (_, ug, _) in curve:
