@@ -22,6 +22,9 @@ factor is changed at a time from the base (the project's defaults):
     match-dim32 / match10-dim4 / match-dim4      the term with another lookup dimension
     boost6 / match-boost6 / match10-boost6      crops boosted by at most 6 dB (data.max_boost_db; default 40) on their way to
               the random training level: near-silent crops stay quiet, as they are when a file is encoded
+    crop2 / match10-crop2      2 s crops, batch 2 (the same 400 frames a step): more context per crop, fewer crop edges
+    natural / match10-natural      no random training level (data.loudness_db=null): every crop at its file's
+              recorded level, as ``simvq-audio encode`` sees it
 
 each at every ``--sizes`` (default K = 8,192 and 65,536) and for every ``--kinds`` (SimVQ and
 plain VQ at the same settings). Per run: codes used over the trainer's last window of 3 K
@@ -77,6 +80,10 @@ ARMS: dict[str, list[str]] = {
     "boost6": ["data.max_boost_db=6"],
     "match-boost6": ["loss.match=1.0", "data.max_boost_db=6"],
     "match10-boost6": ["loss.match=10.0", "data.max_boost_db=6"],
+    "crop2": ["data.segment_seconds=2.0", "data.batch_size=2"],
+    "match10-crop2": ["loss.match=10.0", "data.segment_seconds=2.0", "data.batch_size=2"],
+    "natural": ["data.loudness_db=null"],
+    "match10-natural": ["loss.match=10.0", "data.loudness_db=null"],
     # The best single factors together: the spread term at 0.1, a 32-d lookup and the paper's optimiser.
     "combo": ["loss.spread=0.1", "model.quantizer.dim=32", "optimizer.generator.lr=0.0001",
               "optimizer.generator.betas=[0.5,0.9]"],
