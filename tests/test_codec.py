@@ -81,6 +81,28 @@ def test_padded_batch_equals_items_alone(causal):
         torch.testing.assert_close(audio[i : i + 1, :, : frames[i] * m.hop_length], m.decode(alone))
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_batch_padded_past_every_item_keeps_its_shape(causal):
+    """A training batch of short files padded to the crop length: every item is shorter than the batch.
+    The output still has the batch's length (the trainer's loss multiplies it by the crop's mask), the
+    codes ceil(N / hop) frames, and the valid part of each item is what the item alone gives."""
+    m = tiny(causal=causal)
+    lengths, width = [137, 250], 480
+    gen = torch.Generator().manual_seed(4)
+    batch = torch.zeros(2, 1, width)
+    for i, n in enumerate(lengths):
+        batch[i, :, :n] = torch.randn(1, 1, n, generator=gen)
+    out = m(batch, torch.tensor(lengths))
+    assert out.audio.shape == (2, 1, width)
+    assert out.codes.shape == (2, 1, width // m.hop_length)
+    assert m.encode(batch, lengths=torch.tensor(lengths)).shape == (2, 1, width // m.hop_length)
+    for i, n in enumerate(lengths):
+        alone = m(batch[i : i + 1, :, :n])
+        frames = m.num_frames(n)
+        assert torch.equal(out.codes[i : i + 1, :, :frames], alone.codes)
+        torch.testing.assert_close(out.audio[i : i + 1, :, :n], alone.audio)
+
+
 def test_training_forward_gives_gradients_everywhere():
     m = tiny(n_q=2).train()
     x = torch.randn(2, 1, 320, requires_grad=True)

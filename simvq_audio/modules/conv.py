@@ -106,17 +106,20 @@ class PaddedConv1d(nn.Module):
     def stride(self) -> int:
         return self.conv.stride[0]
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+    def _paddings(self, n: int) -> tuple[int, int]:
+        """Left and right padding of a signal of ``n`` samples."""
         conv = self.conv
         effective_kernel = (conv.kernel_size[0] - 1) * conv.dilation[0] + 1
         stride = conv.stride[0]
         padding_total = effective_kernel - stride
-        extra = extra_padding_for_full_window(x.shape[-1], effective_kernel, stride, padding_total)
+        extra = extra_padding_for_full_window(n, effective_kernel, stride, padding_total)
         if self.causal:
-            return pad1d(x, (padding_total, extra), mode=self.pad_mode)
+            return padding_total, extra
         right = padding_total // 2
-        left = padding_total - right
-        return pad1d(x, (left, right + extra), mode=self.pad_mode)
+        return padding_total - right, right + extra
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        return pad1d(x, self._paddings(x.shape[-1]), mode=self.pad_mode)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid output frames for valid input ``lengths`` (``ceil(length / stride)``)."""
@@ -132,7 +135,9 @@ class PaddedConv1d(nn.Module):
         if lengths is None or bool((lengths == x.shape[-1]).all()):
             return self.conv(self._pad(x))
         items = [self._pad(x[i : i + 1, :, : int(n)]) for i, n in enumerate(lengths.tolist())]
-        width = max(item.shape[-1] for item in items)
+        # At least the width of the whole padded signal: the output has ceil(N / stride) frames even when
+        # every item of the batch is shorter than N.
+        width = max(x.shape[-1] + sum(self._paddings(x.shape[-1])), *(item.shape[-1] for item in items))
         return self.conv(torch.cat([F.pad(item, (0, width - item.shape[-1])) for item in items]))
 
 
