@@ -21,9 +21,13 @@ from simvq_audio.quantization.tracker import uniform_ceiling  # noqa: E402
 from simvq_audio.training.config import load_config  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def base():
+    return load_config(codebook_usage.CONFIG, codebook_usage.BASE)
+
+
 @pytest.mark.parametrize("arm", sorted(codebook_usage.ARMS))
-def test_every_arm_is_a_valid_config_that_changes_what_it_names(arm):
-    base = load_config(codebook_usage.CONFIG, codebook_usage.BASE)
+def test_every_arm_is_a_valid_config_that_changes_what_it_names(arm, base):
     cfg = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS[arm]])
     if arm == "base":
         assert cfg == base
@@ -31,8 +35,7 @@ def test_every_arm_is_a_valid_config_that_changes_what_it_names(arm):
         assert cfg != base, f"arm {arm} changes nothing"
 
 
-def test_crop_and_level_arms_keep_the_frames_per_step_and_switch_the_levels_off():
-    base = load_config(codebook_usage.CONFIG, codebook_usage.BASE)
+def test_crop_and_level_arms_keep_the_frames_per_step_and_switch_the_levels_off(base):
     crop2 = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS["crop2"]])
     natural = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS["natural"]])
     assert crop2.data.segment_seconds == 2.0
