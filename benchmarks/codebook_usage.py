@@ -23,6 +23,7 @@ factor is changed at a time from the base (the project's defaults):
     boost6 / match-boost6 / match10-boost6      crops boosted by at most 6 dB (data.max_boost_db; default 40) on their way to
               the random training level: near-silent crops stay quiet, as they are when a file is encoded
     crop2 / match10-crop2      2 s crops, batch 2 (the same 400 frames a step): more context per crop, fewer crop edges
+    match10-crop2-b8      2 s crops at batch 8: as many crops a step as the base, 4x its frames (and cost)
     natural / match10-natural      no random training level (data.loudness_db=null): every crop at its file's
               recorded level, as ``simvq-audio encode`` sees it
 
@@ -82,6 +83,7 @@ ARMS: dict[str, list[str]] = {
     "match10-boost6": ["loss.match=10.0", "data.max_boost_db=6"],
     "crop2": ["data.segment_seconds=2.0", "data.batch_size=2"],
     "match10-crop2": ["loss.match=10.0", "data.segment_seconds=2.0", "data.batch_size=2"],
+    "match10-crop2-b8": ["loss.match=10.0", "data.segment_seconds=2.0", "data.batch_size=8"],
     "natural": ["data.loudness_db=null"],
     "match10-natural": ["loss.match=10.0", "data.loudness_db=null"],
     # The best single factors together: the spread term at 0.1, a 32-d lookup and the paper's optimiser.

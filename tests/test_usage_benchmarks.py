@@ -35,12 +35,16 @@ def test_every_arm_is_a_valid_config_that_changes_what_it_names(arm, base):
         assert cfg != base, f"arm {arm} changes nothing"
 
 
-def test_crop_and_level_arms_keep_the_frames_per_step_and_switch_the_levels_off(base):
+def test_crop_and_level_arms_set_the_crops_and_levels_they_name(base):
     crop2 = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS["crop2"]])
     natural = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS["natural"]])
     assert crop2.data.segment_seconds == 2.0
     assert crop2.data.batch_size * crop2.data.segment_seconds == base.data.batch_size * base.data.segment_seconds
     assert base.data.loudness_db is not None and natural.data.loudness_db is None
+    b8 = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS["match10-crop2-b8"]])
+    assert b8.data.batch_size == base.data.batch_size  # as many crops a step as the base ...
+    assert b8.data.segment_seconds == 4 * base.data.segment_seconds  # ... each 4x as long
+    assert b8.loss.match == 10.0
 
 
 def test_used_curve_counts_codes_first_seen_before_each_n():
