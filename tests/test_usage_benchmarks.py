@@ -21,6 +21,11 @@ from simvq_audio.quantization.tracker import uniform_ceiling  # noqa: E402
 from simvq_audio.training.config import load_config  # noqa: E402
 
 
+def arm_config(arm: str):
+    """The trainer's config of one study arm: the study's base overrides, then the arm's."""
+    return load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS[arm]])
+
+
 @pytest.fixture(scope="module")
 def base():
     return load_config(codebook_usage.CONFIG, codebook_usage.BASE)
@@ -28,7 +33,7 @@ def base():
 
 @pytest.mark.parametrize("arm", sorted(codebook_usage.ARMS))
 def test_every_arm_is_a_valid_config_that_changes_what_it_names(arm, base):
-    cfg = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS[arm]])
+    cfg = arm_config(arm)
     if arm == "base":
         assert cfg == base
     else:
@@ -36,12 +41,12 @@ def test_every_arm_is_a_valid_config_that_changes_what_it_names(arm, base):
 
 
 def test_crop_and_level_arms_set_the_crops_and_levels_they_name(base):
-    crop2 = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS["crop2"]])
-    natural = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS["natural"]])
+    crop2 = arm_config("crop2")
+    natural = arm_config("natural")
     assert crop2.data.segment_seconds == 2.0
     assert crop2.data.batch_size * crop2.data.segment_seconds == base.data.batch_size * base.data.segment_seconds
     assert base.data.loudness_db is not None and natural.data.loudness_db is None
-    b8 = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.ARMS["match10-crop2-b8"]])
+    b8 = arm_config("match10-crop2-b8")
     assert b8.data.batch_size == base.data.batch_size  # as many crops a step as the base ...
     assert b8.data.segment_seconds == 4 * base.data.segment_seconds  # ... each 4x as long
     assert b8.loss.match == 10.0
