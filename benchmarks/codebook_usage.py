@@ -144,13 +144,22 @@ def dev_usage(model, data: Path, n_files: int, max_seconds: float) -> dict:
             "dev_ppl": stats["perplexity"], "dev_mel": float(np.mean(mels)), "dev_frames": int(counts[0].sum())}
 
 
+def snapshot_overrides(steps: int, every: int | None) -> list[str]:
+    """Keep a checkpoint every ``every`` steps (all of them), for usage_frames.py on weights along the run."""
+    if every is None:
+        return []
+    if every < 1:
+        raise ValueError("--snapshot-every must be >= 1")
+    return [f"checkpoint.every={every}", f"checkpoint.keep_last={steps // every + 1}"]
+
+
 def run_one(work: Path, kind: str, size: int, arm: str, steps: int, data: Path, dev_files: int,
-            dev_seconds: float, seed: int = 0) -> dict:
+            dev_seconds: float, seed: int = 0, snapshot_every: int | None = None) -> dict:
     run_dir = work / f"{kind}-{size}-{arm}" if seed == 0 else work / f"{kind}-{size}-{arm}-seed{seed}"
     # The seed draws the codec's initial weights, the crops and SimVQ's frozen codebook C.
     overrides = [f"model.quantizer.kind={kind}", f"model.quantizer.codebook_size={size}",
                  f"training.max_steps={steps}", "logging.every=50", f"training.seed={seed}",
-                 f"model.quantizer.seed={seed}", *ARMS[arm]]
+                 f"model.quantizer.seed={seed}", *ARMS[arm], *snapshot_overrides(steps, snapshot_every)]
     t0 = time.perf_counter()
     trainer = build(run_dir, overrides, data)
     try:
@@ -198,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="seeds of the codec's weights, crops and codebook; each arm runs once per seed (default 0)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/simvq-bench-codebook-usage"))
+    parser.add_argument("--snapshot-every", type=int, metavar="N",
+                        help="keep the run's checkpoint every N steps (export one with `simvq-audio export "
+                             "RUN/checkpoints/step-...` and count it with usage_frames.py)")
     parser.add_argument("--json", type=Path, help="write every run's figures and curve here (updated after each run)")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
@@ -212,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in args.kinds:
                 for seed in args.seeds:
                     r = run_one(args.work, kind, size, arm, args.steps, args.data, args.dev_files, args.dev_seconds,
-                                seed)
+                                seed, args.snapshot_every)
                     results.append(r)
                     print(table([r]).splitlines()[-1], f"{r['seconds']:.0f} s", flush=True)
                     if args.json:

@@ -83,3 +83,14 @@ def test_spread_counts_unused_rare_and_the_top_codes_share():
     assert s["top1"] == pytest.approx(0.70)
     assert s["top10"] == pytest.approx(0.98)  # the top 20 codes: every frame but those of codes 20 and 21
     assert 1.0 < s["perplexity"] < 22
+
+
+def test_snapshots_keep_every_checkpoint_along_the_run(base):
+    steps, every = 2000, 500
+    cfg = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE, *codebook_usage.snapshot_overrides(steps, every)])
+    assert cfg.checkpoint.every == every
+    assert cfg.checkpoint.keep_last >= steps // every  # steps 500, 1000, 1500 and 2000 all kept
+    assert codebook_usage.snapshot_overrides(steps, None) == []
+    assert base.checkpoint.every > 10**8  # without the option the study writes no checkpoints
+    with pytest.raises(ValueError, match="snapshot-every"):
+        codebook_usage.snapshot_overrides(steps, 0)
