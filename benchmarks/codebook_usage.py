@@ -144,22 +144,29 @@ def dev_usage(model, data: Path, n_files: int, max_seconds: float) -> dict:
             "dev_ppl": stats["perplexity"], "dev_mel": float(np.mean(mels)), "dev_frames": int(counts[0].sum())}
 
 
-def snapshot_overrides(steps: int, every: int | None) -> list[str]:
-    """Keep a checkpoint every ``every`` steps (all of them), for usage_frames.py on weights along the run."""
+def snapshot_overrides(steps: int, every: int | None, extend: bool = False) -> list[str]:
+    """Keep a checkpoint every ``every`` steps (all of them), for usage_frames.py on weights along the run.
+
+    ``extend``: go on from the run folder's latest checkpoint to ``steps`` (the study's schedule is
+    constant, so a run extended from 2,000 to 4,000 steps is the 4,000-step run).
+    """
     if every is None:
+        if extend:
+            raise ValueError("--extend needs --snapshot-every (the checkpoints to extend from)")
         return []
     if every < 1:
         raise ValueError("--snapshot-every must be >= 1")
-    return [f"checkpoint.every={every}", f"checkpoint.keep_last={steps // every + 1}"]
+    return [f"checkpoint.every={every}", f"checkpoint.keep_last={steps // every + 1}",
+            *(["checkpoint.resume=auto"] if extend else [])]
 
 
 def run_one(work: Path, kind: str, size: int, arm: str, steps: int, data: Path, dev_files: int,
-            dev_seconds: float, seed: int = 0, snapshot_every: int | None = None) -> dict:
+            dev_seconds: float, seed: int = 0, snapshot_every: int | None = None, extend: bool = False) -> dict:
     run_dir = work / f"{kind}-{size}-{arm}" if seed == 0 else work / f"{kind}-{size}-{arm}-seed{seed}"
     # The seed draws the codec's initial weights, the crops and SimVQ's frozen codebook C.
     overrides = [f"model.quantizer.kind={kind}", f"model.quantizer.codebook_size={size}",
                  f"training.max_steps={steps}", "logging.every=50", f"training.seed={seed}",
-                 f"model.quantizer.seed={seed}", *ARMS[arm], *snapshot_overrides(steps, snapshot_every)]
+                 f"model.quantizer.seed={seed}", *ARMS[arm], *snapshot_overrides(steps, snapshot_every, extend)]
     t0 = time.perf_counter()
     trainer = build(run_dir, overrides, data)
     try:
@@ -210,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot-every", type=int, metavar="N",
                         help="keep the run's checkpoint every N steps (export one with `simvq-audio export "
                              "RUN/checkpoints/step-...` and count it with usage_frames.py)")
+    parser.add_argument("--extend", action="store_true",
+                        help="go on from each run's latest kept checkpoint to --steps instead of starting afresh")
     parser.add_argument("--json", type=Path, help="write every run's figures and curve here (updated after each run)")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in args.kinds:
                 for seed in args.seeds:
                     r = run_one(args.work, kind, size, arm, args.steps, args.data, args.dev_files, args.dev_seconds,
-                                seed, args.snapshot_every)
+                                seed, args.snapshot_every, args.extend)
                     results.append(r)
                     print(table([r]).splitlines()[-1], f"{r['seconds']:.0f} s", flush=True)
                     if args.json:

@@ -481,6 +481,31 @@ def test_tracker_reduces_with_given_function_and_resumes():
         CodeUsageTracker(4, reduce_fn=lambda c: c[:2]).update(torch.tensor([1]))
 
 
+@pytest.mark.parametrize("window", [3, None])
+def test_tracker_round_trips_through_safetensors(tmp_path, window):
+    from safetensors.torch import load_file, save_file
+
+    gen = torch.Generator().manual_seed(0)
+    t = CodeUsageTracker(16, window=window)
+    for _ in range(5):
+        t.update(torch.randint(0, 16, (7,), generator=gen))
+    save_file(t.to_tensors("0."), str(tmp_path / "usage.safetensors"))
+    back = CodeUsageTracker(16, window=window)
+    back.load_tensors(load_file(str(tmp_path / "usage.safetensors")), "0.")
+    assert back.counts().tolist() == t.counts().tolist() and back.n_updates == 5
+    assert back.dead_codes(2) == t.dead_codes(2) and back.perplexity() == t.perplexity()
+    for _ in range(4):  # the window keeps sliding as it would have: old steps drop out of both
+        codes = torch.randint(0, 16, (7,), generator=gen)
+        t.update(codes)
+        back.update(codes)
+    assert back.counts().tolist() == t.counts().tolist() and back.dead_codes(3) == t.dead_codes(3)
+    empty = CodeUsageTracker(16, window=window)
+    empty.load_tensors(CodeUsageTracker(16, window=window).to_tensors())
+    assert empty.total() == 0 and empty.dead_codes(1) == 16
+    with pytest.raises(ValueError, match="K=16"):
+        CodeUsageTracker(8, window=window).load_tensors(t.to_tensors())
+
+
 def test_tracker_rejects_bad_codes():
     t = CodeUsageTracker(4)
     for bad in (torch.tensor([4]), torch.tensor([-1]), torch.tensor([0.5])):

@@ -340,6 +340,13 @@ def test_resume_equals_uninterrupted(tmp_path, quantizer):
     finally:
         resumed.close()
     assert resumed.state.step == 4
+    # The code-usage windows went on across the resume: the logged usage equals the straight run's.
+    assert [t.counts().tolist() for t in resumed.trackers] == [t.counts().tolist() for t in straight.trackers]
+    assert [t.n_updates for t in resumed.trackers] == [t.n_updates for t in straight.trackers]
+    usage = [(r["codebook/utilization"], r["codebook/perplexity"], r["codebook/dead"])
+             for r in metrics(tmp_path / "b") if r["step"] == 4 and "codebook/utilization" in r]
+    assert usage == [(r["codebook/utilization"], r["codebook/perplexity"], r["codebook/dead"])
+                     for r in metrics(tmp_path / "a") if r["step"] == 4 and "codebook/utilization" in r]
     a, b = _state(straight), _state(resumed)
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]

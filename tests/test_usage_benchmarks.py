@@ -94,3 +94,9 @@ def test_snapshots_keep_every_checkpoint_along_the_run(base):
     assert base.checkpoint.every > 10**8  # without the option the study writes no checkpoints
     with pytest.raises(ValueError, match="snapshot-every"):
         codebook_usage.snapshot_overrides(steps, 0)
+    assert cfg.checkpoint.resume == "none"  # a study run starts afresh unless extended
+    extended = load_config(codebook_usage.CONFIG, [*codebook_usage.BASE,
+                                                   *codebook_usage.snapshot_overrides(4000, every, extend=True)])
+    assert extended.checkpoint.resume == "auto" and extended.checkpoint.keep_last >= 4000 // every
+    with pytest.raises(ValueError, match="--extend needs"):
+        codebook_usage.snapshot_overrides(steps, None, extend=True)

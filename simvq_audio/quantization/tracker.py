@@ -177,3 +177,32 @@ class CodeUsageTracker:
         self.n_updates = int(state["n_updates"])
         last = state.get("last_seen")
         self._last_seen = None if last is None else torch.as_tensor(last, dtype=torch.long).to(device).clone()
+
+    def to_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """``state_dict`` as flat int64 tensors (for safetensors: nothing pickled), keys under ``prefix``.
+
+        The window's steps go in as their codes and counts concatenated, with each step's length.
+        """
+        steps = list(self._steps)
+        t = {
+            "meta": torch.tensor([self.codebook_size, -1 if self.window is None else self.window, self.n_updates]),
+            "total": self.counts(),
+            "step_lengths": torch.tensor([len(c) for c, _ in steps], dtype=torch.long),
+            "step_codes": torch.cat([c.cpu() for c, _ in steps]) if steps else torch.zeros(0, dtype=torch.long),
+            "step_counts": torch.cat([n.cpu() for _, n in steps]) if steps else torch.zeros(0, dtype=torch.long),
+        }
+        if self._last_seen is not None:
+            t["last_seen"] = self._last_seen.cpu().clone()
+        return {prefix + k: v.long().contiguous() for k, v in t.items()}
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor], prefix: str = "") -> None:
+        """Restore what ``to_tensors`` wrote (same ``prefix``)."""
+        k, window, n_updates = (int(v) for v in tensors[prefix + "meta"])
+        lengths = tensors[prefix + "step_lengths"].tolist()
+        codes = torch.split(tensors[prefix + "step_codes"], lengths)
+        counts = torch.split(tensors[prefix + "step_counts"], lengths)
+        self.load_state_dict({
+            "codebook_size": k, "window": None if window < 0 else window, "n_updates": n_updates,
+            "total": tensors[prefix + "total"], "steps": list(zip(codes, counts, strict=True)),
+            "last_seen": tensors.get(prefix + "last_seen"),
+        })

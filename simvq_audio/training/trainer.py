@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..data.pitch_targets import PitchTargets
@@ -48,6 +48,7 @@ from .warm_start import warm_start
 
 # The training loop's own state in a checkpoint folder (plain JSON, no pickle).
 LOOP_STATE = "loop_state.json"
+USAGE_STATE = "code_usage.safetensors"  # the trackers' windows, so the logged usage goes on across a resume
 # Creating this file in a run folder stops the run after the current optimiser step, with a
 # checkpoint: how a time-limited session ends training cleanly (``touch RUN/STOP``).
 STOP_FILE = "STOP"
@@ -183,6 +184,10 @@ class Trainer:
             self.d_sched.load_state_dict(loop["discriminator_schedule"])
             ema = {k: v.to(self.accelerator.device) for k, v in load_file(str(path / EMA_DIR / "model.safetensors")).items()}
             self.ema.load_state_dict({"num_updates": loop["ema"]["num_updates"], "model": ema})
+            if (path / USAGE_STATE).exists():  # checkpoints from before 2026-12-08 start the usage counts afresh
+                usage = load_file(str(path / USAGE_STATE))
+                for q, tracker in enumerate(self.trackers):
+                    tracker.load_tensors(usage, f"{q}.")
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: cannot read its loop state ({LOOP_STATE}, {EMA_DIR}/): {exc}; a "
                                   f"checkpoint from before this format cannot be resumed, start from its ema/ "
@@ -198,6 +203,10 @@ class Trainer:
                     "generator_schedule": self.g_sched.state_dict(),
                     "discriminator_schedule": self.d_sched.state_dict()}
             (folder / LOOP_STATE).write_text(json.dumps(loop, indent=1))
+            usage = {}
+            for q, tracker in enumerate(self.trackers):
+                usage.update(tracker.to_tensors(f"{q}."))
+            save_file(usage, str(folder / USAGE_STATE))
 
         path = save_checkpoint(self.accelerator, self.cfg.checkpoint_dir, self.state, self.cfg.checkpoint.keep_last,
                                write_extra)
