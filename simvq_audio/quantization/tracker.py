@@ -183,16 +183,18 @@ class CodeUsageTracker:
 
         The window's steps go in as their codes and counts concatenated, with each step's length.
         """
-        steps = list(self._steps)
+        state = self.state_dict()
+        steps, empty = state["steps"], [torch.zeros(0, dtype=torch.long)]
+        window = -1 if state["window"] is None else state["window"]
         t = {
-            "meta": torch.tensor([self.codebook_size, -1 if self.window is None else self.window, self.n_updates]),
-            "total": self.counts(),
+            "meta": torch.tensor([state["codebook_size"], window, state["n_updates"]]),
+            "total": state["total"],
             "step_lengths": torch.tensor([len(c) for c, _ in steps], dtype=torch.long),
-            "step_codes": torch.cat([c.cpu() for c, _ in steps]) if steps else torch.zeros(0, dtype=torch.long),
-            "step_counts": torch.cat([n.cpu() for _, n in steps]) if steps else torch.zeros(0, dtype=torch.long),
+            "step_codes": torch.cat([c for c, _ in steps] or empty),
+            "step_counts": torch.cat([n for _, n in steps] or empty),
         }
-        if self._last_seen is not None:
-            t["last_seen"] = self._last_seen.cpu().clone()
+        if state["last_seen"] is not None:
+            t["last_seen"] = state["last_seen"]
         return {prefix + k: v.long().contiguous() for k, v in t.items()}
 
     def load_tensors(self, tensors: dict[str, torch.Tensor], prefix: str = "") -> None:

@@ -189,7 +189,7 @@ class Trainer:
                 for q, tracker in enumerate(self.trackers):
                     tracker.load_tensors(usage, f"{q}.")
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: cannot read its loop state ({LOOP_STATE}, {EMA_DIR}/): {exc}; a "
+            raise CheckpointError(f"{path}: cannot read its loop state ({LOOP_STATE}, {EMA_DIR}/, {USAGE_STATE}): {exc}; a "
                                   f"checkpoint from before this format cannot be resumed, start from its ema/ "
                                   f"model with training.init_from") from exc
 
